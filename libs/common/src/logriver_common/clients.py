@@ -1,0 +1,88 @@
+"""Client factories, opened in lifespans (never at import time), and their readiness checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pymongo import AsyncMongoClient
+from redis.asyncio import Redis
+
+from logriver_common.settings import KafkaSettings, MongoSettings, PostgresSettings, RedisSettings
+
+MongoDocument = dict[str, Any]
+
+
+def kafka_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
+    """A durable producer: acks from all in-sync replicas, idempotent, lz4-compressed."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": True,
+        "compression_type": "lz4",
+        "linger_ms": 5,
+        "max_batch_size": 256 * 1024,
+        "request_timeout_ms": settings.request_timeout_ms,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def kafka_consumer(settings: KafkaSettings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer that never auto-commits: offsets are committed after the work is done."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "request_timeout_ms": max(settings.request_timeout_ms, 40_000),
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+def mongo_client(settings: MongoSettings, **overrides: Any) -> AsyncMongoClient[MongoDocument]:
+    options: dict[str, Any] = {
+        "serverSelectionTimeoutMS": settings.server_selection_timeout_ms,
+        "tz_aware": True,
+        "uuidRepresentation": "standard",
+    }
+    options.update(overrides)
+    return AsyncMongoClient(settings.uri.get_secret_value(), **options)
+
+
+def redis_client(settings: RedisSettings) -> Redis:
+    return Redis.from_url(
+        settings.url.get_secret_value(), socket_timeout=2.0, socket_connect_timeout=2.0
+    )
+
+
+async def postgres_pool(settings: PostgresSettings) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        settings.dsn.get_secret_value(),
+        min_size=settings.min_pool_size,
+        max_size=settings.max_pool_size,
+        command_timeout=10,
+    )
+    assert pool is not None  # noqa: S101 - create_pool returns None only when awaited lazily
+    return pool
+
+
+async def check_kafka_producer(producer: AIOKafkaProducer) -> None:
+    await producer.client.fetch_all_metadata()
+
+
+async def check_kafka_consumer(consumer: AIOKafkaConsumer) -> None:
+    await consumer.topics()
+
+
+async def check_mongo(client: AsyncMongoClient[MongoDocument]) -> None:
+    await client.admin.command("ping")
+
+
+async def check_redis(client: Redis) -> None:
+    await client.ping()
+
+
+async def check_postgres(pool: asyncpg.Pool) -> None:
+    await pool.fetchval("SELECT 1")

@@ -1,0 +1,109 @@
+"""Settings shared by every service, each read from its own environment prefix.
+
+A service's settings class (its own prefix, e.g. ``LOGRIVER_INGEST_``) composes
+these, so one ``LOGRIVER_KAFKA_BOOTSTRAP_SERVERS`` configures every service that
+talks to Kafka. Defaults point at the local stack (``make up``); in production
+mode a connection that still has its local default refuses to start.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Mode = Literal["local", "production"]
+
+
+class ConnectionSettings(BaseSettings):
+    """A connection whose secret (URI/DSN) has a local-stack default."""
+
+    connection_field: ClassVar[str]
+
+    def secret(self) -> str:
+        value = getattr(self, self.connection_field)
+        return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+    def uses_local_default(self) -> bool:
+        default = type(self).model_fields[self.connection_field].default
+        return self.secret() == (
+            default.get_secret_value() if isinstance(default, SecretStr) else default
+        )
+
+    def env_name(self) -> str:
+        return f"{self.model_config.get('env_prefix', '')}{self.connection_field}".upper()
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOGRIVER_KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "logs.v1"
+    dlq_topic: str = "logs.v1.dlq"
+    request_timeout_ms: int = Field(default=10_000, ge=1000)
+
+
+class MongoSettings(ConnectionSettings):
+    model_config = SettingsConfigDict(env_prefix="LOGRIVER_MONGO_", extra="ignore")
+    connection_field = "uri"
+
+    uri: SecretStr = SecretStr(
+        "mongodb://127.0.0.1:27017,127.0.0.1:27018,127.0.0.1:27019/?replicaSet=rs0"
+    )
+    database: str = "logriver"
+    collection: str = "logs"
+    server_selection_timeout_ms: int = Field(default=5_000, ge=100)
+
+
+class RedisSettings(ConnectionSettings):
+    model_config = SettingsConfigDict(env_prefix="LOGRIVER_REDIS_", extra="ignore")
+    connection_field = "url"
+
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    key_prefix: str = "logriver:"
+
+
+class PostgresSettings(ConnectionSettings):
+    model_config = SettingsConfigDict(env_prefix="LOGRIVER_POSTGRES_", extra="ignore")
+    connection_field = "dsn"
+
+    dsn: SecretStr = SecretStr("postgresql://logriver:logriver@127.0.0.1:5432/logriver")
+    min_pool_size: int = Field(default=1, ge=0)
+    max_pool_size: int = Field(default=10, ge=1)
+
+
+class TelemetrySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOGRIVER_OTEL_", extra="ignore")
+
+    enabled: bool = True
+    endpoint: str = "http://127.0.0.1:4317"
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
+class ServiceSettings(BaseSettings):
+    """Base of every service's settings: mode, HTTP bind, logging and telemetry.
+
+    Subclasses set their own ``env_prefix`` and add the connections they use as
+    fields (``kafka: KafkaSettings = Field(default_factory=KafkaSettings)``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LOGRIVER_", extra="ignore", populate_by_name=True)
+
+    mode: Mode = Field(default="local", validation_alias="LOGRIVER_MODE")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = Field(default="INFO", validation_alias="LOGRIVER_LOG_LEVEL")
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+
+    @model_validator(mode="after")
+    def _no_local_defaults_in_production(self) -> ServiceSettings:
+        if self.mode != "production":
+            return self
+        for name, value in self:
+            if isinstance(value, ConnectionSettings) and value.uses_local_default():
+                raise ValueError(
+                    f"LOGRIVER_MODE=production but {name} still points at the local stack; "
+                    f"set {value.env_name()}"
+                )
+        return self

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every service: errors, request context, health, metrics."""

@@ -1,0 +1,81 @@
+"""Liveness, readiness and Prometheus metrics endpoints.
+
+``/healthz`` says the process is alive. ``/readyz`` runs every dependency check
+registered on ``app.state.readiness`` concurrently, each with a timeout, and
+reports status and latency per dependency; it answers 503 if any is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+Check = Callable[[], Awaitable[Any]]
+CHECK_TIMEOUT_S = 2.0
+
+router = APIRouter(include_in_schema=False)
+
+
+class Readiness:
+    """Named dependency checks plus conditions a service can fail on its own."""
+
+    def __init__(self) -> None:
+        self.checks: dict[str, Check] = {}
+        self.failures: dict[str, str] = {}
+
+    def add(self, name: str, check: Check) -> None:
+        self.checks[name] = check
+
+    def fail(self, name: str, reason: str) -> None:
+        """Mark the service unready (e.g. a consumer that stopped on purpose)."""
+        self.failures[name] = reason
+
+    def clear(self, name: str) -> None:
+        self.failures.pop(name, None)
+
+    async def report(self) -> tuple[bool, dict[str, dict[str, Any]]]:
+        names = list(self.checks)
+        results = await asyncio.gather(*(_timed(self.checks[n]) for n in names))
+        report = dict(zip(names, results, strict=True))
+        for name, reason in self.failures.items():
+            report[name] = {"status": "down", "error": reason}
+        ready = all(r["status"] == "up" for r in report.values())
+        return ready, report
+
+
+async def _timed(check: Check) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await check()
+    except TimeoutError:
+        return {"status": "down", "error": f"timed out after {CHECK_TIMEOUT_S}s"}
+    except Exception as exc:  # noqa: BLE001 - any failure of a dependency means "down"
+        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    readiness: Readiness = request.app.state.readiness
+    ready, checks = await readiness.report()
+    return JSONResponse(
+        {"status": "ready" if ready else "unready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

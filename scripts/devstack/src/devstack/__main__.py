@@ -1,0 +1,103 @@
+"""``devstack up|down|status|install``: the local stack's one entry point."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from types import ModuleType
+
+from devstack import jaeger, kafka, mongo, paths, postgres, process, redis, services
+from devstack.process import StackError
+
+# Start order: storage first, then the broker, then telemetry.
+PARTS: list[tuple[str, ModuleType]] = [
+    ("postgres", postgres),
+    ("redis", redis),
+    ("mongodb", mongo),
+    ("kafka", kafka),
+    ("jaeger", jaeger),
+]
+
+
+def install() -> None:
+    for name, part in PARTS:
+        started = time.monotonic()
+        part.install()
+        print(f"  installed {name:<9} ({time.monotonic() - started:.1f}s)", flush=True)
+
+
+def up(with_services: bool) -> None:
+    install()
+    for name, part in PARTS:
+        started = time.monotonic()
+        part.start()
+        print(f"  started   {name:<9} ({time.monotonic() - started:.1f}s)", flush=True)
+    if with_services:
+        started = time.monotonic()
+        services.start()
+        print(f"  started   services  ({time.monotonic() - started:.1f}s)", flush=True)
+    status()
+
+
+def down() -> None:
+    services.stop()
+    for name, part in reversed(PARTS):
+        if part.stop():
+            print(f"  stopped {name}")
+    left = process.leftovers()
+    if left:
+        raise StackError("down", f"processes still running: {left}")
+    print("  nothing of the stack is running")
+
+
+def status() -> None:
+    print(f"\nlogriver local stack (state in {paths.state_dir()}, logs in {paths.log_dir()})")
+    rows = [
+        ("postgres", postgres.NAME, postgres.dsn()),
+        ("redis", redis.NAME, f"redis://127.0.0.1:{redis.PORT}/0"),
+        ("kafka", kafka.NAME, f"127.0.0.1:{kafka.PORT} (topics: {', '.join(kafka.TOPICS)})"),
+        ("jaeger", jaeger.NAME, f"UI {jaeger.QUERY_URL}  OTLP grpc 127.0.0.1:4317 http :4318"),
+    ]
+    for label, pid_name, where in rows:
+        pid = process.read_pid(pid_name)
+        print(f"  {label:<9} {'pid ' + str(pid) if pid else 'stopped':<11} {where}")
+    pids = [process.read_pid(f"mongod-{p}") for p in mongo.PORTS]
+    running = [str(p) for p in pids if p]
+    state = f"pids {','.join(running)}" if running else "stopped"
+    print(f"  {'mongodb':<9} {state:<11} {mongo.describe() if running else ''}")
+    for service in services.SERVICES:
+        pid = process.read_pid(service.name)
+        where = f"{service.url:<23} {service.what}"
+        health = services.describe(service) if pid else ""
+        print(f"  {service.name:<9} {'pid ' + str(pid) if pid else 'stopped':<11} {where} {health}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="devstack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_cmd = sub.add_parser("up", help="install what is missing and start the stack")
+    up_cmd.add_argument("--no-services", action="store_true", help="only the infrastructure")
+    sub.add_parser("down", help="stop everything this stack started")
+    sub.add_parser("status", help="what runs where")
+    sub.add_parser("install", help="only install (download and build) the parts")
+    args = parser.parse_args()
+    # Readiness polling expects refused connections; aiokafka would log each one.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        if args.command == "up":
+            up(with_services=not args.no_services)
+        elif args.command == "down":
+            down()
+        elif args.command == "status":
+            status()
+        else:
+            install()
+    except StackError as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The alerter: error-rate rules, a firing/resolved lifecycle, Slack/DingTalk/webhook delivery."""

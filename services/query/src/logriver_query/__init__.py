@@ -1,0 +1,1 @@
+"""The query service: search, pagination and aggregations over stored logs, and the web console."""

@@ -1,0 +1,1 @@
+"""The stream service: live tail over SSE and WebSocket with exact resume."""

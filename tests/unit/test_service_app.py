@@ -1,0 +1,118 @@
+"""The shared app plumbing: error shape, request ids, health and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from logriver_common.app import create_service_app
+from logriver_common.settings import ServiceSettings, TelemetrySettings
+from logriver_common.web.errors import ApiError
+
+
+async def _up() -> None:
+    return None
+
+
+async def _down() -> None:
+    raise ConnectionError("refused")
+
+
+async def _slow() -> None:
+    await asyncio.sleep(10)
+
+
+def build(checks: dict[str, object]) -> FastAPI:
+    settings = ServiceSettings(telemetry=TelemetrySettings(enabled=False))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for name, check in checks.items():
+            app.state.readiness.add(name, check)
+        yield
+
+    app = create_service_app(name="test", settings=settings, lifespan=lifespan)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise ApiError(409, "conflict", {"why": "because"}, headers={"Retry-After": "3"})
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("bug")
+
+    @app.get("/typed")
+    async def typed(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    return app
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with TestClient(build({"ok": _up}), raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_api_error_has_the_one_shape(client: TestClient) -> None:
+    resp = client.get("/boom", headers={"X-Request-ID": "abc-123"})
+    assert resp.status_code == 409
+    assert resp.json() == {
+        "error": "conflict",
+        "detail": {"why": "because"},
+        "request_id": "abc-123",
+    }
+    assert resp.headers["retry-after"] == "3"
+    assert resp.headers["x-request-id"] == "abc-123"
+    assert resp.headers["x-response-time"].endswith("ms")
+
+
+def test_validation_errors_use_the_shape(client: TestClient) -> None:
+    body = client.get("/typed", params={"n": "x"}).json()
+    assert body["error"] == "validation_failed"
+    assert body["detail"][0]["loc"] == ["query", "n"]
+    assert body["request_id"]
+
+
+def test_not_found_uses_the_shape(client: TestClient) -> None:
+    resp = client.get("/nope")
+    assert resp.status_code == 404
+    assert resp.json()["error"] == "not_found"
+
+
+def test_unexpected_errors_do_not_leak(client: TestClient) -> None:
+    resp = client.get("/crash")
+    assert resp.status_code == 500
+    assert resp.json()["error"] == "internal_error"
+    assert "bug" not in resp.text
+
+
+def test_hostile_request_ids_are_replaced(client: TestClient) -> None:
+    resp = client.get("/healthz", headers={"X-Request-ID": "<script>" + "x" * 300})
+    assert resp.headers["x-request-id"] != "<script>" + "x" * 300
+    assert len(resp.headers["x-request-id"]) == 32
+
+
+def test_readyz_reports_each_dependency() -> None:
+    with TestClient(build({"good": _up, "bad": _down, "slow": _slow})) as c:
+        resp = c.get("/readyz")
+    assert resp.status_code == 503
+    checks = resp.json()["checks"]
+    assert checks["good"]["status"] == "up"
+    assert "latency_ms" in checks["good"]
+    assert checks["bad"] == {"status": "down", "error": "ConnectionError: refused"}
+    assert checks["slow"]["status"] == "down"
+    assert "timed out" in checks["slow"]["error"]
+
+
+def test_healthz_and_metrics(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "alive"}
+    assert client.get("/readyz").status_code == 200
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert "python_info" in metrics.text
