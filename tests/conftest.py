@@ -6,9 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
+from tests.processes import ServiceProcess
 from tests.stack import STACK, stack_is_up
 
 
@@ -26,3 +28,26 @@ def stack() -> None:
 def unique() -> str:
     """A short unique suffix for topic, database and service names."""
     return uuid.uuid4().hex[:10]
+
+
+StartService = Callable[..., ServiceProcess]
+
+
+@pytest.fixture
+def service_process(stack: None, unique: str) -> Iterator[StartService]:
+    """Start services as subprocesses: ``service_process("writer", env={...})``.
+
+    Returns a ready process; every process is killed when the test ends.
+    """
+    started: list[ServiceProcess] = []
+
+    def start(
+        name: str, env: Mapping[str, str] | None = None, *, wait: bool = True
+    ) -> ServiceProcess:
+        proc = ServiceProcess(name, env, tag=f"{unique}-{len(started)}").start()
+        started.append(proc)
+        return proc.wait_ready() if wait else proc
+
+    yield start
+    for proc in started:
+        proc.kill()
