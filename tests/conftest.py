@@ -6,9 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pymongo import AsyncMongoClient
 
 from tests.processes import ServiceProcess
 from tests.stack import STACK, stack_is_up
@@ -51,3 +54,46 @@ def service_process(stack: None, unique: str) -> Iterator[StartService]:
     yield start
     for proc in started:
         proc.kill()
+
+
+@dataclass(frozen=True)
+class Topics:
+    """A private copy of the pipeline's topics for one test."""
+
+    main: str
+    dlq: str
+
+    def env(self) -> dict[str, str]:
+        """Environment that points a service at these topics."""
+        return {"LOGRIVER_KAFKA_TOPIC": self.main, "LOGRIVER_KAFKA_DLQ_TOPIC": self.dlq}
+
+
+@pytest.fixture
+async def topics(stack: None, unique: str) -> AsyncIterator[Topics]:
+    """Unique ``logs.<id>`` (6 partitions, like logs.v1) and ``logs.<id>.dlq``, deleted after."""
+    names = Topics(main=f"test.logs.{unique}", dlq=f"test.logs.{unique}.dlq")
+    admin = AIOKafkaAdminClient(bootstrap_servers=STACK.kafka)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(names.main, num_partitions=6, replication_factor=1),
+                NewTopic(names.dlq, num_partitions=1, replication_factor=1),
+            ]
+        )
+        yield names
+        await admin.delete_topics([names.main, names.dlq])
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def mongo_database(stack: None, unique: str) -> AsyncIterator[str]:
+    """A unique MongoDB database name, dropped after the test."""
+    name = f"test_{unique}"
+    yield name
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(STACK.mongo_uri)
+    try:
+        await client.drop_database(name)
+    finally:
+        await client.close()

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 
 from logriver_common import clients
 from logriver_common.event import LogEvent
 from logriver_common.settings import KafkaSettings
+from tests.conftest import Topics
 from tests.stack import STACK
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
-
-
-@pytest.fixture
-async def topic(unique: str) -> AsyncIterator[str]:
-    name = f"test.kafka.{unique}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=STACK.kafka)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])
-        yield name
-        await admin.delete_topics([name])
-    finally:
-        await admin.close()
 
 
 async def test_logs_topics_exist_with_six_partitions() -> None:
@@ -41,7 +27,10 @@ async def test_logs_topics_exist_with_six_partitions() -> None:
     assert described["logs.v1.dlq"]["error_code"] == 0
 
 
-async def test_produce_consume_with_group_and_committed_offsets(topic: str, unique: str) -> None:
+async def test_produce_consume_with_group_and_committed_offsets(
+    topics: Topics, unique: str
+) -> None:
+    topic = topics.main
     settings = KafkaSettings(bootstrap_servers=STACK.kafka, topic=topic)
     producer = clients.kafka_producer(settings)
     await producer.start()
@@ -70,7 +59,7 @@ async def test_produce_consume_with_group_and_committed_offsets(topic: str, uniq
         await consumer.commit()
         committed = {
             tp.partition: await consumer.committed(tp)
-            for tp in (TopicPartition(topic, p) for p in range(3))
+            for tp in (TopicPartition(topic, p) for p in range(6))
         }
     finally:
         await consumer.stop()
