@@ -1,0 +1,76 @@
+"""Short-lived tokens that let a browser's EventSource authenticate to the stream service.
+
+EventSource cannot send headers, so the query service (which the console
+already talks to with an API key) issues a token with ``read`` scope that the
+console puts in the stream URL's query string. The token is
+``<base64url(json claims)>.<base64url(HMAC-SHA256)>`` under a secret both
+services share (``LOGRIVER_STREAM_TOKEN_SECRET``); it expires in minutes, so a
+leaked URL is worth little.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+
+import orjson
+from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_SECRET = "logriver-local-stream-token-secret"  # noqa: S105 - local stack only
+
+
+class StreamTokenSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOGRIVER_STREAM_TOKEN_", extra="ignore")
+
+    secret: SecretStr = SecretStr(LOCAL_SECRET)
+    ttl_seconds: int = 300
+
+
+class StreamTokenClaims(BaseModel):
+    key_id: str
+    scopes: list[str]
+    expires_at: float
+
+
+class InvalidToken(ValueError):
+    pass
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(secret: SecretStr, payload: str) -> str:
+    digest = hmac.new(secret.get_secret_value().encode(), payload.encode(), hashlib.sha256)
+    return _b64(digest.digest())
+
+
+def issue_token(settings: StreamTokenSettings, key_id: str, scopes: list[str]) -> tuple[str, float]:
+    """A token for ``key_id`` and its expiry (unix seconds)."""
+    expires_at = time.time() + settings.ttl_seconds
+    claims = StreamTokenClaims(key_id=key_id, scopes=scopes, expires_at=expires_at)
+    payload = _b64(orjson.dumps(claims.model_dump()))
+    return f"{payload}.{_sign(settings.secret, payload)}", expires_at
+
+
+def verify_token(settings: StreamTokenSettings, token: str) -> StreamTokenClaims:
+    """The claims of a valid, unexpired token; raises InvalidToken otherwise."""
+    if len(token) > 2048 or token.count(".") != 1:
+        raise InvalidToken("malformed token")
+    payload, signature = token.split(".")
+    if not hmac.compare_digest(_sign(settings.secret, payload), signature):
+        raise InvalidToken("bad token signature")
+    try:
+        claims = StreamTokenClaims.model_validate_json(_unb64(payload))
+    except (ValidationError, ValueError) as exc:
+        raise InvalidToken("malformed token claims") from exc
+    if claims.expires_at < time.time():
+        raise InvalidToken("token expired")
+    return claims

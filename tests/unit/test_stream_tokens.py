@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from logriver_common.stream_tokens import (
+    InvalidToken,
+    StreamTokenSettings,
+    issue_token,
+    verify_token,
+)
+
+SETTINGS = StreamTokenSettings(secret=SecretStr("s1"), ttl_seconds=60)
+
+
+def test_round_trip() -> None:
+    token, expires_at = issue_token(SETTINGS, "k1", ["read"])
+    claims = verify_token(SETTINGS, token)
+    assert claims.key_id == "k1"
+    assert claims.scopes == ["read"]
+    assert claims.expires_at == expires_at
+
+
+@pytest.mark.parametrize(
+    "token", ["", "a", "a.b.c", "x" * 3000, "eyJ9.sig", "not base64!.###", "....."]
+)
+def test_malformed_tokens_are_rejected(token: str) -> None:
+    with pytest.raises(InvalidToken):
+        verify_token(SETTINGS, token)
+
+
+def test_other_secret_and_tampering_are_rejected() -> None:
+    token, _ = issue_token(SETTINGS, "k1", ["read"])
+    with pytest.raises(InvalidToken, match="signature"):
+        verify_token(StreamTokenSettings(secret=SecretStr("s2")), token)
+    payload, signature = token.split(".")
+    forged, _ = issue_token(SETTINGS, "admin", ["read", "admin"])
+    with pytest.raises(InvalidToken, match="signature"):
+        verify_token(SETTINGS, f"{forged.split('.')[0]}.{signature}")
+    assert payload
+
+
+def test_expired_tokens_are_rejected() -> None:
+    token, _ = issue_token(StreamTokenSettings(secret=SecretStr("s1"), ttl_seconds=-1), "k", [])
+    with pytest.raises(InvalidToken, match="expired"):
+        verify_token(SETTINGS, token)
