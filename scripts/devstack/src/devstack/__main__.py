@@ -8,7 +8,7 @@ import sys
 import time
 from types import ModuleType
 
-from devstack import jaeger, kafka, mongo, paths, postgres, process, redis, services
+from devstack import jaeger, kafka, kustomize, mongo, paths, postgres, process, redis, services
 from devstack.process import StackError
 
 # Start order: storage first, then the broker, then telemetry.
@@ -19,10 +19,12 @@ PARTS: list[tuple[str, ModuleType]] = [
     ("kafka", kafka),
     ("jaeger", jaeger),
 ]
+# Installed only, never started: kustomize renders deploy/k8s in the deploy tests.
+TOOLS: list[tuple[str, ModuleType]] = [("kustomize", kustomize)]
 
 
 def install() -> None:
-    for name, part in PARTS:
+    for name, part in [*PARTS, *TOOLS]:
         started = time.monotonic()
         part.install()
         print(f"  installed {name:<9} ({time.monotonic() - started:.1f}s)", flush=True)
