@@ -1,37 +1,77 @@
+"""The query service app: API routes, metrics and the console's static files."""
+
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from pymongo.monitoring import CommandListener
 
 from logriver_common import clients
 from logriver_common.app import create_service_app
+from logriver_common.auth import ApiKeyStore
+from logriver_common.stream_tokens import LOCAL_SECRET, StreamTokenSettings
+from logriver_query.cache import AggregationCache
+from logriver_query.metrics import LatencyMiddleware
+from logriver_query.routes import QueryContext, router
 from logriver_query.settings import QuerySettings
 
+CONSOLE_DIR = Path(__file__).parent / "console"
 
-def create_app(settings: QuerySettings | None = None) -> FastAPI:
+
+def create_app(
+    settings: QuerySettings | None = None,
+    *,
+    mongo_listeners: Sequence[CommandListener] = (),
+) -> FastAPI:
+    """``mongo_listeners`` lets tests watch where each database command goes."""
     settings = settings or QuerySettings()
+    stream_tokens = StreamTokenSettings()
+    if settings.mode == "production" and stream_tokens.secret.get_secret_value() == LOCAL_SECRET:
+        raise ValueError(
+            "LOGRIVER_MODE=production but the stream token secret is the local default; "
+            "set LOGRIVER_STREAM_TOKEN_SECRET"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        mongo = clients.mongo_client(settings.mongo)
+        mongo = clients.mongo_client(settings.mongo, event_listeners=list(mongo_listeners))
         redis = clients.redis_client(settings.redis)
         pool = await clients.postgres_pool(settings.postgres)
-        app.state.readiness.add("mongodb", partial(clients.check_mongo, mongo))
-        app.state.readiness.add("redis", partial(clients.check_redis, redis))
-        app.state.readiness.add("postgres", partial(clients.check_postgres, pool))
         try:
+            store = ApiKeyStore(pool)
+            await store.prepare(local_mode=settings.mode == "local")
+            app.state.api_keys = store
+            collection = mongo[settings.mongo.database][settings.mongo.collection]
+            app.state.query = QueryContext(
+                settings=settings,
+                collection=collection,
+                cache=AggregationCache(
+                    redis, ttl_s=settings.cache_ttl_seconds, lock_ms=settings.cache_lock_ms
+                ),
+                stream_tokens=stream_tokens,
+            )
+            app.state.readiness.add("mongodb", partial(clients.check_mongo, mongo))
+            app.state.readiness.add("redis", partial(clients.check_redis, redis))
+            app.state.readiness.add("postgres", partial(clients.check_postgres, pool))
             yield
         finally:
             await pool.close()
             await redis.aclose()
             await mongo.close()
 
-    return create_service_app(
+    app = create_service_app(
         name="query",
         settings=settings,
         lifespan=lifespan,
-        description="Search and aggregate stored logs.",
+        description="Search and aggregate stored logs; the web console is at `/`.",
     )
+    app.add_middleware(LatencyMiddleware)
+    app.include_router(router)
+    # Last: the mount at "/" would otherwise shadow every route registered after it.
+    app.mount("/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
+    return app

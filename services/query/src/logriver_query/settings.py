@@ -1,9 +1,18 @@
+"""The query service's settings (``LOGRIVER_QUERY_*``).
+
+Every limit that protects the database is a setting, so an operator can widen
+or tighten it without a release; the defaults suit the local stack.
+"""
+
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from logriver_common.settings import MongoSettings, PostgresSettings, RedisSettings, ServiceSettings
+
+# Signs pagination cursors. Local stack only: production refuses to start with it.
+LOCAL_CURSOR_SECRET = "logriver-local-cursor-secret"  # noqa: S105
 
 
 class QuerySettings(ServiceSettings):
@@ -15,3 +24,41 @@ class QuerySettings(ServiceSettings):
     mongo: MongoSettings = Field(default_factory=MongoSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+
+    cursor_secret: SecretStr = SecretStr(LOCAL_CURSOR_SECRET)
+
+    # Reads: secondaries may lag at most this much (90 s is MongoDB's minimum).
+    max_staleness_seconds: int = Field(default=90, ge=90)
+    max_time_ms: int = Field(default=5_000, ge=10)
+
+    # Result and range caps.
+    default_page_size: int = Field(default=100, ge=1)
+    max_page_size: int = Field(default=1_000, ge=1)
+    default_range_seconds: int = Field(default=3_600, ge=1)
+    max_range_days: int = Field(default=31, ge=1)
+    # Text search scans the time range (see docs/query.md), so it gets a tighter bound.
+    max_text_range_hours: int = Field(default=48, ge=1)
+    max_trace_events: int = Field(default=5_000, ge=1)
+    max_histogram_buckets: int = Field(default=1_000, ge=10)
+    max_query_length: int = Field(default=256, ge=1)
+
+    # Aggregation cache and its single-flight lock.
+    cache_ttl_seconds: float = Field(default=10.0, gt=0)
+    cache_lock_ms: int = Field(default=10_000, ge=100)
+
+    slow_query_ms: float = Field(default=200.0, ge=0)
+
+    jaeger_ui_url: str = "http://127.0.0.1:16686"
+    stream_base_url: str = "http://127.0.0.1:8002"
+
+    @model_validator(mode="after")
+    def _no_local_cursor_secret_in_production(self) -> QuerySettings:
+        if self.mode == "production" and self.cursor_secret.get_secret_value() in (
+            LOCAL_CURSOR_SECRET,
+            "",
+        ):
+            raise ValueError(
+                "LOGRIVER_MODE=production but the cursor secret is the local default; "
+                "set LOGRIVER_QUERY_CURSOR_SECRET"
+            )
+        return self

@@ -1,0 +1,123 @@
+"""Parameter parsing → MongoDB filter: whitelists, typed values, ranges (no network)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from logriver_common.web.errors import ApiError
+from logriver_query.filters import (
+    FILTER_PARAMS,
+    parse_filter,
+    parse_int,
+    parse_levels,
+    reject_unknown,
+)
+from logriver_query.settings import QuerySettings
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+SETTINGS = QuerySettings()
+
+
+def mongo(**params: str | list[str]) -> dict[str, Any]:
+    multi = {k: v if isinstance(v, list) else [v] for k, v in params.items()}
+    return parse_filter(multi, SETTINGS, NOW).to_mongo()
+
+
+def _parse(params: dict[str, list[str]]) -> None:
+    reject_unknown(params, FILTER_PARAMS)
+    parse_filter(params, SETTINGS, NOW)
+
+
+def rejected(params: dict[str, list[str]]) -> ApiError:
+    with pytest.raises(ApiError) as info:
+        _parse(params)
+    assert 400 <= info.value.status_code < 500
+    return info.value
+
+
+def test_defaults_to_the_last_hour_half_open() -> None:
+    assert mongo() == {"timestamp": {"$gte": NOW - timedelta(hours=1), "$lt": NOW}}
+
+
+def test_every_filter_maps_to_plain_values() -> None:
+    query = mongo(
+        service=["b", "a,c"],
+        level=">=warn",
+        since="15m",
+        until="2026-05-01T13:00:00+01:00",
+        trace_id="4BF92F3577B34DA6A3CE929D0E0E4736",
+        host="web-3",
+        env="prod",
+        q="time(out)*",
+        **{"meta.order_id": "A-1", "meta.attempt": "3"},
+    )
+    assert query == {
+        "timestamp": {"$gte": NOW - timedelta(minutes=15), "$lt": NOW},
+        "service": {"$in": ["a", "b", "c"]},
+        "level": {"$in": ["WARNING", "ERROR", "CRITICAL"]},
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "host": "web-3",
+        "env": "prod",
+        "message": {"$regex": r"time\(out\)\*", "$options": "i"},
+        "metadata.attempt": {"$in": ["3", 3]},
+        "metadata.order_id": {"$in": ["A-1"]},
+    }
+
+
+def test_all_levels_means_no_level_condition() -> None:
+    assert "level" not in mongo(level=">=DEBUG")
+    assert mongo(level="ERROR")["level"] == "ERROR"
+    assert parse_levels(["error", "fatal"]) == ("ERROR", "CRITICAL")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"$where": ["1"]},
+        {"service[$gt]": [""]},
+        {"meta.$where": ["1"]},
+        {"meta.a.b": ["1"]},
+        {"meta.": ["1"]},
+        {"service": ['{"$gt": ""}']},
+        {"level": ['{"$ne": null}']},
+        {"trace_id": ["not-hex"]},
+        {"since": ["yesterday"]},
+        {"since": ["99999999w"]},
+        {"since": ["2026-05-01T12:00:00Z"], "until": ["2026-05-01T11:00:00Z"]},
+        {"since": ["0001-01-01T00:00:00Z"]},
+        {"q": ["x"], "since": ["7d"]},
+        {"q": ["a" * 1000]},
+        {"q": ["bad\x00byte"]},
+        {"host": ["h", "h2"]},
+        {"env": [""]},
+    ],
+)
+def test_hostile_parameters_are_4xx(params: dict[str, list[str]]) -> None:
+    rejected(params)
+
+
+def test_operator_looking_values_stay_literal_strings() -> None:
+    query = mongo(host='{"$gt": ""}', **{"meta.user": "$where"})
+    assert query["host"] == '{"$gt": ""}'
+    assert query["metadata.user"] == {"$in": ["$where"]}
+
+
+def test_regex_bomb_is_escaped_to_a_literal() -> None:
+    assert mongo(q="(a+)+$")["message"]["$regex"] == r"\(a\+\)\+\$"
+
+
+def test_fingerprint_ignores_order_and_spelling() -> None:
+    one = parse_filter({"service": ["a", "b"], "level": ["warn"]}, SETTINGS, NOW)
+    two = parse_filter({"service": ["b,a"], "level": ["WARNING"]}, SETTINGS, NOW)
+    other = parse_filter({"service": ["a"]}, SETTINGS, NOW)
+    assert one.fingerprint() == two.fingerprint() != other.fingerprint()
+
+
+def test_page_size_bounds() -> None:
+    assert parse_int({"limit": ["50"]}, "limit", 100, 1, 1000) == 50
+    for bad in ("0", "1001", "1e9", "-1", "99999999999999999999"):
+        with pytest.raises(ApiError):
+            parse_int({"limit": [bad]}, "limit", 100, 1, 1000)
