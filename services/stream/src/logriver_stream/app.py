@@ -1,14 +1,41 @@
+"""The stream service app: live tail over SSE and WebSocket with exact resume."""
+
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from logriver_common import clients
 from logriver_common.app import create_service_app
+from logriver_common.auth import ApiKeyStore
+from logriver_stream.cursor import CursorCodec
+from logriver_stream.hub import Admission, Hub
+from logriver_stream.routes import router
+from logriver_stream.session import SHUTTING_DOWN, StreamContext
 from logriver_stream.settings import StreamSettings
+from logriver_stream.source import KafkaSource
+
+
+def _trace_streams_cheaply(app: FastAPI) -> None:
+    """Keep request spans but drop the per-message ``send``/``receive`` spans.
+
+    A stream writes thousands of ASGI messages per second; a span for each would
+    cost more CPU than the delivery itself and flood Jaeger.
+    """
+    FastAPIInstrumentor.uninstrument_app(app)
+    app.middleware_stack = None  # rebuilt, instrumented, on first request
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=trace.get_tracer_provider(),
+        excluded_urls="healthz,readyz,metrics",
+        exclude_spans=["send", "receive"],
+    )
 
 
 def create_app(settings: StreamSettings | None = None) -> FastAPI:
@@ -16,18 +43,42 @@ def create_app(settings: StreamSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # No group: every stream instance reads every partition itself.
-        consumer = clients.kafka_consumer(settings.kafka, group_id=None)
-        await consumer.start()
-        app.state.readiness.add("kafka", partial(clients.check_kafka_consumer, consumer))
+        pool = await clients.postgres_pool(settings.postgres)
         try:
-            yield
+            app.state.readiness.add("postgres", partial(clients.check_postgres, pool))
+            store = ApiKeyStore(pool)
+            await store.prepare(local_mode=settings.mode == "local")
+            app.state.api_keys = store
+            codec = CursorCodec(settings.kafka.topic)
+            hub = Hub(codec)
+            source = KafkaSource(settings, hub, app.state.readiness)
+            await source.start()
+            try:
+                app.state.readiness.add("kafka", source.check)
+                app.state.stream = StreamContext(
+                    settings=settings,
+                    hub=hub,
+                    admission=Admission(
+                        max_total=settings.max_subscribers,
+                        max_per_key=settings.max_subscribers_per_key,
+                    ),
+                    codec=codec,
+                    partitions=source.partitions,
+                    replays=asyncio.Semaphore(settings.max_concurrent_replays),
+                )
+                yield
+                hub.close_all(SHUTTING_DOWN)
+            finally:
+                await source.stop()
         finally:
-            await consumer.stop()
+            await pool.close()
 
-    return create_service_app(
+    app = create_service_app(
         name="stream",
         settings=settings,
         lifespan=lifespan,
-        description="Live tail of log events over SSE and WebSocket.",
+        description="Live tail of log events over SSE and WebSocket, with exact resume.",
     )
+    app.include_router(router)
+    _trace_streams_cheaply(app)
+    return app

@@ -1,9 +1,26 @@
+"""The stream service's settings (``LOGRIVER_STREAM_*``).
+
+Every bound that protects the instance (queue sizes, subscriber limits, regex
+cost, replay concurrency) is a setting so an operator can tune it without a
+release; the defaults suit the local stack.
+"""
+
 from __future__ import annotations
 
-from pydantic import Field
+from enum import StrEnum
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from logriver_common.settings import KafkaSettings, ServiceSettings
+from logriver_common.settings import KafkaSettings, PostgresSettings, ServiceSettings
+from logriver_common.stream_tokens import LOCAL_SECRET, StreamTokenSettings
+
+
+class OverflowPolicy(StrEnum):
+    """What happens when a subscriber's queue is full."""
+
+    SKIP = "skip"  # drop the oldest queued events, tell the client how many (`dropped`)
+    CLOSE = "close"  # end the stream with a `slow_consumer` error
 
 
 class StreamSettings(ServiceSettings):
@@ -13,3 +30,50 @@ class StreamSettings(ServiceSettings):
 
     port: int = 8002
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    tokens: StreamTokenSettings = Field(default_factory=StreamTokenSettings)
+
+    # Wire behaviour.
+    heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    retry_ms: int = Field(default=2_000, ge=100, le=600_000)
+    send_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # Slow consumers: a bounded queue per subscriber and what to do when it is full.
+    queue_size: int = Field(default=2_000, ge=10)
+    overflow: OverflowPolicy = OverflowPolicy.SKIP
+
+    # Admission.
+    max_subscribers: int = Field(default=5_000, ge=1)
+    max_subscribers_per_key: int = Field(default=200, ge=1)
+
+    # Source and replay.
+    fetch_max_records: int = Field(default=500, ge=1)
+    max_concurrent_replays: int = Field(default=16, ge=1)
+    max_since_seconds: int = Field(default=86_400, ge=1)
+
+    # User regexes: bounded length, and a per-event time budget (see filters.py).
+    regex_max_length: int = Field(default=256, ge=1, le=4096)
+    regex_timeout_ms: float = Field(default=20.0, gt=0, le=1_000)
+
+    @model_validator(mode="after")
+    def _queue_holds_a_fetch(self) -> StreamSettings:
+        # One source fetch is handed to subscribers at once; a queue smaller than
+        # a fetch would drop events for clients that are not slow at all.
+        if self.queue_size < self.fetch_max_records:
+            raise ValueError(
+                f"LOGRIVER_STREAM_QUEUE_SIZE ({self.queue_size}) must be at least "
+                f"LOGRIVER_STREAM_FETCH_MAX_RECORDS ({self.fetch_max_records})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _no_local_token_secret_in_production(self) -> StreamSettings:
+        if self.mode == "production" and self.tokens.secret.get_secret_value() in (
+            LOCAL_SECRET,
+            "",
+        ):
+            raise ValueError(
+                "LOGRIVER_MODE=production but the stream token secret is the local default; "
+                "set LOGRIVER_STREAM_TOKEN_SECRET"
+            )
+        return self

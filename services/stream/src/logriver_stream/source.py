@@ -1,0 +1,134 @@
+"""The live source: one Kafka consumer per instance, every partition, no group.
+
+Without a consumer group each instance reads the whole topic on its own, which
+is what live tail needs (every instance can serve any filter) and keeps
+instances independent: no rebalances when one starts or stops, and nothing to
+commit, because the stream's position lives in each client's cursor, not in
+Kafka. The consumer starts at the end of every partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from logriver_common import clients
+from logriver_common.web.health import Readiness
+from logriver_stream import metrics
+from logriver_stream.hub import Hub, SourceItem
+from logriver_stream.records import BadRecord, parse_record
+from logriver_stream.settings import StreamSettings
+
+log = logging.getLogger(__name__)
+_RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+_TOPIC_WAIT_S = 10.0
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic``; fails clearly when the topic does not exist."""
+    # A consumer without subscriptions tracks no topic metadata, so ask the
+    # cluster directly; a topic created a moment ago may take a few polls to appear.
+    deadline = asyncio.get_running_loop().time() + _TOPIC_WAIT_S
+    while True:
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(topic)
+        if partitions:
+            return [TopicPartition(topic, p) for p in sorted(partitions)]
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"Kafka topic {topic!r} does not exist (or has no partitions)")
+        await asyncio.sleep(0.2)
+
+
+def consumer_for(settings: StreamSettings) -> AIOKafkaConsumer:
+    return clients.kafka_consumer(
+        settings.kafka,
+        group_id=None,
+        # Latency matters more than batching here: let the broker answer as soon
+        # as it has anything.
+        fetch_max_wait_ms=100,
+        max_partition_fetch_bytes=1024 * 1024,
+    )
+
+
+class KafkaSource:
+    def __init__(self, settings: StreamSettings, hub: Hub, readiness: Readiness) -> None:
+        self._settings = settings
+        self._hub = hub
+        self._readiness = readiness
+        self._consumer = consumer_for(settings)
+        self._task: asyncio.Task[None] | None = None
+        self.partitions: list[TopicPartition] = []
+        self._bad_logged = 0
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        return self._consumer
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        try:
+            self.partitions = await topic_partitions(self._consumer, self._settings.kafka.topic)
+            self._consumer.assign(self.partitions)
+            await self._consumer.seek_to_end(*self.partitions)
+            for tp in self.partitions:
+                self._hub.position[tp.partition] = await self._consumer.position(tp)
+        except BaseException:
+            await self._consumer.stop()
+            raise
+        self._task = asyncio.create_task(self._run(), name="stream-source")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+    async def check(self) -> None:
+        """Readiness: the broker answers and the read loop is alive."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("the live source is not running")
+        await clients.check_kafka_consumer(self._consumer)
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                batches = await self._consumer.getmany(
+                    timeout_ms=1_000, max_records=self._settings.fetch_max_records
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a broker hiccup must not end live tail
+                delay = _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)]
+                failures += 1
+                log.warning("live source fetch failed; retrying in %ss: %r", delay, exc)
+                self._readiness.fail("source", f"fetch failed: {type(exc).__name__}")
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                failures = 0
+                self._readiness.clear("source")
+            if batches:
+                self._hub.publish(self._decode(batches))
+
+    def _decode(self, batches: dict[TopicPartition, list[Any]]) -> list[SourceItem]:
+        items: list[SourceItem] = []
+        for tp, records in batches.items():
+            for message in records:
+                offset: int = message.offset
+                try:
+                    record = parse_record(tp.partition, offset, message.value)
+                except BadRecord as exc:
+                    metrics.BAD_RECORDS.labels(exc.reason).inc()
+                    if self._bad_logged < 20:  # enough to diagnose, not a log flood
+                        self._bad_logged += 1
+                        log.warning("skipping record %s@%s: %s", tp.partition, offset, exc)
+                    record = None
+                items.append((tp.partition, offset, record))
+        metrics.CONSUMED.inc(len(items))
+        return items
