@@ -1,9 +1,86 @@
+"""Ingest gateway settings (env prefix ``LOGRIVER_INGEST_``).
+
+Every limit the gateway enforces is here, so the OpenAPI description and the
+docs can name the variable that changes it.
+"""
+
 from __future__ import annotations
 
-from pydantic import Field
+from datetime import timedelta
+
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from logriver_common.event import EventLimits
 from logriver_common.settings import KafkaSettings, PostgresSettings, RedisSettings, ServiceSettings
+
+
+class RedactionRule(BaseModel):
+    """A regex whose matches are replaced before an event leaves the gateway."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]{1,32}$")
+    pattern: str
+    replacement: str = "[REDACTED]"
+    # Mask a match only if its digits pass the Luhn check (card numbers, not any long number).
+    luhn: bool = False
+    # Speed: the regex runs only when one of these substrings (case-insensitive) occurs in
+    # the text. A scan for a literal costs a fraction of a regex pass. Empty: always run.
+    hints: list[str] = Field(default_factory=list)
+
+
+# Defaults: the secrets people most often paste into log lines. Each rule keeps
+# enough context (the key name, the scheme) that the redacted line still reads.
+DEFAULT_REDACTION_RULES = [
+    RedactionRule(
+        name="bearer_token",
+        pattern=r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]{8,}=*",
+        replacement=r"\1 [REDACTED]",
+        hints=["bearer"],
+    ),
+    RedactionRule(
+        name="password",
+        pattern=(
+            r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)"
+            r"(\"?\s*[:=]\s*\"?)[^\s\"',;&]+"
+        ),
+        replacement=r"\1\2[REDACTED]",
+        hints=["pass", "pwd", "secret", "token", "key"],
+    ),
+    RedactionRule(
+        name="api_key",
+        # logriver keys (lr_<prefix>_<secret>), Stripe-style sk_/pk_/rk_ keys, AWS access key ids.
+        pattern=(
+            r"\b(?:lr_[A-Za-z0-9]{4,16}_[A-Za-z0-9_\-]{16,}"
+            r"|(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,}"
+            r"|AKIA[0-9A-Z]{16})\b"
+        ),
+        hints=["lr_", "sk_", "pk_", "rk_", "akia"],
+    ),
+    RedactionRule(
+        # Candidate digit runs; the redactor masks only those that pass the Luhn check.
+        name="card_number",
+        pattern=r"\b(?:\d[ -]?){12,18}\d\b",
+        luhn=True,
+    ),
+    RedactionRule(
+        name="email",
+        pattern=r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b",
+        hints=["@"],
+    ),
+]
+
+DEFAULT_MASKED_KEYS = [
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "credentials",
+    "private_key",
+]
 
 
 class IngestSettings(ServiceSettings):
@@ -15,3 +92,57 @@ class IngestSettings(ServiceSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+
+    # Request limits, enforced while the body streams in.
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_decompressed_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_batch_events: int = Field(default=5_000, ge=1)
+
+    # Event limits (passed to LogEvent validation).
+    max_message_bytes: int = Field(default=32 * 1024, ge=64)
+    max_future_skew_s: float = Field(default=300.0, ge=0)
+    max_metadata_depth: int = Field(default=5, ge=1)
+    max_metadata_keys: int = Field(default=100, ge=1)
+    max_metadata_bytes: int = Field(default=16 * 1024, ge=64)
+
+    # Publishing: a request never waits longer than this for Kafka's acks.
+    publish_deadline_s: float = Field(default=5.0, gt=0)
+    # Events accepted but not yet acked, across all requests; beyond it: 503 at once.
+    max_in_flight_events: int = Field(default=100_000, ge=1)
+    unavailable_retry_after_s: int = Field(default=5, ge=1)
+    linger_ms: int = Field(default=5, ge=0)
+    # At least 128 KiB: one maximal event (message + metadata caps) must fit in a batch.
+    max_batch_size_bytes: int = Field(default=512 * 1024, ge=128 * 1024)
+    compression: str = Field(default="lz4", pattern=r"^(lz4|zstd|gzip|snappy|none)$")
+
+    # Token bucket per API key, counted in events.
+    rate_limit_enabled: bool = True
+    rate_limit_events_per_s: float = Field(default=100_000.0, gt=0)
+    rate_limit_burst_events: int = Field(default=200_000, ge=1)
+
+    # Redaction.
+    redaction_rules: list[RedactionRule] = Field(
+        default_factory=lambda: list(DEFAULT_REDACTION_RULES)
+    )
+    masked_metadata_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_MASKED_KEYS))
+
+    api_key_cache_ttl_s: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _burst_fits_a_batch(self) -> IngestSettings:
+        # Otherwise a full-size batch could never be admitted and would get 429 forever.
+        if self.rate_limit_burst_events < self.max_batch_events:
+            raise ValueError(
+                "LOGRIVER_INGEST_RATE_LIMIT_BURST_EVENTS must be at least "
+                "LOGRIVER_INGEST_MAX_BATCH_EVENTS"
+            )
+        return self
+
+    def event_limits(self) -> EventLimits:
+        return EventLimits(
+            max_message_bytes=self.max_message_bytes,
+            max_future_skew=timedelta(seconds=self.max_future_skew_s),
+            max_metadata_depth=self.max_metadata_depth,
+            max_metadata_keys=self.max_metadata_keys,
+            max_metadata_bytes=self.max_metadata_bytes,
+        )

@@ -1,0 +1,128 @@
+"""Secrets are masked in the gateway, before an event is published, so nothing
+downstream (storage, live tail, alert notifications) ever sees them.
+
+Two mechanisms: regex rules over the message and every string in metadata, and
+metadata keys whose whole value is masked (``password``, ``token``, ...).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from logriver_common.event import LogEvent
+from logriver_ingest.settings import RedactionRule
+
+MASK = "[REDACTED]"
+MASKED_KEY_RULE = "metadata_key"
+_NON_DIGITS = re.compile(r"\D")
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if position % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+# Card numbers have 13 to 19 digits; fewer digits in the whole text cannot hold one.
+_MIN_CARD_DIGITS = 13
+_DELETE_DIGITS = str.maketrans("", "", "0123456789")
+_MAX_REMEMBERED_KEYS = 10_000
+
+
+class _CompiledRule:
+    __slots__ = ("hints", "luhn", "name", "pattern", "replacement")
+
+    def __init__(self, rule: RedactionRule) -> None:
+        self.name = rule.name
+        self.pattern = re.compile(rule.pattern)
+        self.replacement = rule.replacement
+        self.luhn = rule.luhn
+        self.hints = tuple(h.lower() for h in rule.hints)
+
+    def apply(self, text: str, counts: Counter[str]) -> str:
+        if not self.luhn:
+            redacted, n = self.pattern.subn(self.replacement, text)
+            if n:
+                counts[self.name] += n
+            return redacted
+
+        def replace_if_luhn(match: re.Match[str]) -> str:
+            if not luhn_valid(_NON_DIGITS.sub("", match.group(0))):
+                return match.group(0)
+            counts[self.name] += 1
+            return match.expand(self.replacement)
+
+        return self.pattern.sub(replace_if_luhn, text)
+
+
+class Redactor:
+    def __init__(self, rules: Iterable[RedactionRule], masked_keys: Iterable[str]) -> None:
+        self._rules = [_CompiledRule(rule) for rule in rules]
+        self._masked_keys = tuple(_normalise_key(k) for k in masked_keys)
+        # Metadata keys repeat from event to event; remember the verdict per key.
+        self._key_verdicts: dict[str, bool] = {}
+
+    def redact_text(self, text: str, counts: Counter[str]) -> str:
+        # The pre-checks of may_match(), inlined: this runs for every string of every event.
+        lowered = text.lower()
+        digits = -1
+        for rule in self._rules:
+            if rule.hints:
+                for hint in rule.hints:
+                    if hint in lowered:
+                        break
+                else:
+                    continue
+            if rule.luhn:
+                if digits < 0:
+                    digits = len(text) - len(text.translate(_DELETE_DIGITS))
+                if digits < _MIN_CARD_DIGITS:
+                    continue
+            text = rule.apply(text, counts)
+        return text
+
+    def masks_key(self, key: str) -> bool:
+        verdict = self._key_verdicts.get(key)
+        if verdict is None:
+            normalised = _normalise_key(key)
+            # A substring match, so `db_password` and `access_token` are masked too.
+            verdict = any(masked in normalised for masked in self._masked_keys)
+            if len(self._key_verdicts) >= _MAX_REMEMBERED_KEYS:
+                self._key_verdicts.clear()
+            self._key_verdicts[key] = verdict
+        return verdict
+
+    def redact_value(self, value: Any, counts: Counter[str]) -> Any:
+        if isinstance(value, str):
+            return self.redact_text(value, counts)
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                if self.masks_key(key):
+                    counts[MASKED_KEY_RULE] += 1
+                    out[key] = MASK
+                else:
+                    out[key] = self.redact_value(item, counts)
+            return out
+        if isinstance(value, list):
+            return [self.redact_value(item, counts) for item in value]
+        return value
+
+    def redact_event(self, event: LogEvent, counts: Counter[str]) -> None:
+        """Mask secrets in the event's message and metadata, in place."""
+        event.message = self.redact_text(event.message, counts)
+        if event.metadata:
+            event.metadata = self.redact_value(event.metadata, counts)
+
+
+def _normalise_key(key: str) -> str:
+    return key.lower().replace("-", "_")

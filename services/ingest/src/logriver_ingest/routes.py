@@ -1,0 +1,214 @@
+"""``POST /v1/logs``: read → parse → rate-limit → validate and redact → publish → answer.
+
+Every step that can refuse a request raises ``ApiError`` (the one error shape);
+the answer is sent only after Kafka acked every accepted event.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
+
+from logriver_common.auth import ApiKey, Scope, require_scope
+from logriver_common.event import utcnow
+from logriver_common.telemetry import inject_kafka_headers
+from logriver_common.web.errors import ApiError
+from logriver_ingest import metrics
+from logriver_ingest.parsing import BodyLimits, check_headers, read_body, split_items
+from logriver_ingest.publisher import Publisher, Unavailable
+from logriver_ingest.rate_limit import RateLimiter
+from logriver_ingest.redaction import Redactor
+from logriver_ingest.validation import validate_items
+
+router = APIRouter(tags=["ingest"])
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """What the route needs, built in the lifespan and kept on ``app.state.gateway``."""
+
+    body_limits: BodyLimits
+    validation_context: dict[str, Any]
+    redactor: Redactor
+    publisher: Publisher
+    rate_limiter: RateLimiter | None
+    unavailable_retry_after_s: int
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Path of the bad field inside the event.")
+    msg: str
+    type: str
+
+
+class ItemError(BaseModel):
+    index: int = Field(description="Position of the event in the request (0-based).")
+    errors: list[FieldError]
+
+
+class Accepted(BaseModel):
+    accepted: int = Field(description="Events acknowledged by Kafka.")
+    ids: list[str] = Field(description="Ids of the accepted events, in request order.")
+
+
+class PartiallyAccepted(Accepted):
+    rejected: int = Field(description="Events refused; see `errors`. Do not resend them unchanged.")
+    errors: list[ItemError]
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="A stable error code.")
+    detail: Any = Field(description="What is wrong; for 422, one entry per bad event.")
+    request_id: str | None
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": Accepted, "description": "Every event was valid and Kafka acked it."},
+    207: {
+        "model": PartiallyAccepted,
+        "description": "Some events were invalid: the valid ones were acked by Kafka (listed in "
+        "`ids`), the invalid ones were not published (listed in `errors`).",
+    },
+    400: _error(
+        "Body is not JSON / NDJSON / gzip (`malformed_json`, `malformed_body`), or is empty "
+        "(`empty_body`)."
+    ),
+    401: _error("No API key, or an invalid or revoked one."),
+    403: _error("The API key lacks the `ingest` scope."),
+    413: _error(
+        "Body over LOGRIVER_INGEST_MAX_BODY_BYTES or, decompressed, over "
+        "LOGRIVER_INGEST_MAX_DECOMPRESSED_BYTES (`payload_too_large`); more events than "
+        "LOGRIVER_INGEST_MAX_BATCH_EVENTS (`batch_too_large`). Nothing was published."
+    ),
+    415: _error("Content-Type or Content-Encoding not accepted."),
+    422: _error(
+        "No event was valid (`validation_failed`); `detail` is a list of "
+        "`{index, errors: [{loc, msg, type}]}`. Nothing was published."
+    ),
+    429: _error("The key's token bucket is empty; retry after `Retry-After` seconds."),
+    503: _error(
+        "Kafka could not ack the events within LOGRIVER_INGEST_PUBLISH_DEADLINE_S, or the "
+        "gateway has too many events awaiting acks. Retry after `Retry-After` seconds, with the "
+        "same event `id`s so a retry is stored once."
+    ),
+}
+
+_require_ingest = require_scope(Scope.INGEST)
+
+
+async def authenticated(request: Request) -> ApiKey:
+    """The shared auth dependency, plus a metric for the requests it refuses."""
+    try:
+        return await _require_ingest(request)
+    except ApiError as exc:
+        metrics.REQUESTS.labels(str(exc.status_code)).inc()
+        metrics.EVENTS_REJECTED.labels(exc.error).inc()
+        raise
+
+
+def _json(body: dict[str, Any], status: int) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+@router.post(
+    "/v1/logs",
+    summary="Send log events",
+    status_code=202,
+    response_class=Response,
+    responses=RESPONSES,
+)
+async def post_logs(request: Request, key: Annotated[ApiKey, Depends(authenticated)]) -> Response:
+    """Accepts one event (a JSON object), a JSON array of events, or NDJSON
+    (`application/x-ndjson`, one event per line), optionally `Content-Encoding: gzip`.
+
+    Each event is validated on its own and secrets are redacted before publishing.
+    The answer comes only after Kafka (acks=all) acknowledged every accepted event.
+    """
+    gateway: Gateway = request.app.state.gateway
+    metrics.REQUESTS_IN_FLIGHT.inc()
+    try:
+        response = await _handle(request, gateway, key)
+    except ApiError as exc:
+        metrics.REQUESTS.labels(str(exc.status_code)).inc()
+        raise
+    finally:
+        metrics.REQUESTS_IN_FLIGHT.dec()
+    metrics.REQUESTS.labels(str(response.status_code)).inc()
+    return response
+
+
+async def _handle(request: Request, gateway: Gateway, key: ApiKey) -> Response:
+    try:
+        ndjson, gzip = check_headers(
+            request.headers.get("content-type"), request.headers.get("content-encoding")
+        )
+        body = await read_body(
+            request.stream(),
+            content_length=request.headers.get("content-length"),
+            gzip=gzip,
+            limits=gateway.body_limits,
+        )
+        items, _ = split_items(body, ndjson=ndjson, max_events=gateway.body_limits.max_batch_events)
+    except ApiError as exc:
+        metrics.EVENTS_REJECTED.labels(exc.error).inc()
+        raise
+
+    if gateway.rate_limiter is not None:
+        decision = await gateway.rate_limiter.take(key.id, len(items))
+        if not decision.allowed:
+            metrics.RATE_LIMITED.inc()
+            metrics.EVENTS_REJECTED.labels("rate_limited").inc(len(items))
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"this API key is over its rate limit; {len(items)} events need "
+                f"{decision.retry_after_s:.2f}s more of refill",
+                headers={"Retry-After": str(max(1, math.ceil(decision.retry_after_s)))},
+            )
+
+    batch = validate_items(
+        items,
+        context=gateway.validation_context,
+        received_at=utcnow(),
+        redactor=gateway.redactor,
+    )
+    if batch.errors:
+        metrics.EVENTS_REJECTED.labels("validation_failed").inc(len(batch.errors))
+    for rule, count in batch.redactions.items():
+        metrics.REDACTIONS.labels(rule).inc(count)
+    if not batch.records:
+        raise ApiError(422, "validation_failed", batch.errors)
+
+    try:
+        await gateway.publisher.publish(batch.records, inject_kafka_headers())
+    except Unavailable as exc:
+        metrics.UNAVAILABLE.labels(exc.cause).inc()
+        metrics.EVENTS_REJECTED.labels("unavailable").inc(len(batch.records))
+        raise ApiError(
+            503,
+            "unavailable",
+            exc.detail,
+            headers={"Retry-After": str(gateway.unavailable_retry_after_s)},
+        ) from None
+    metrics.EVENTS_ACCEPTED.inc(len(batch.records))
+
+    if batch.errors:
+        return _json(
+            {
+                "accepted": len(batch.ids),
+                "rejected": len(batch.errors),
+                "ids": batch.ids,
+                "errors": batch.errors,
+            },
+            207,
+        )
+    return _json({"accepted": len(batch.ids), "ids": batch.ids}, 202)

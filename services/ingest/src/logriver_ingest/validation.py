@@ -1,0 +1,68 @@
+"""Validate a request's items one by one into Kafka records, redacting as we go.
+
+A bad item never fails its neighbours: it becomes ``{"index": i, "errors": [...]}``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from logriver_common.event import LogEvent
+from logriver_ingest.parsing import LineError
+from logriver_ingest.publisher import Record
+from logriver_ingest.redaction import Redactor
+
+
+@dataclass(slots=True)
+class ValidatedBatch:
+    records: list[Record] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    redactions: Counter[str] = field(default_factory=Counter)
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """Pydantic's errors without echoing the input back (it may be huge or secret)."""
+    return [
+        {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def _item_error(index: int, msg: str, kind: str) -> dict[str, Any]:
+    return {"index": index, "errors": [{"loc": [], "msg": msg, "type": kind}]}
+
+
+def validate_items(
+    items: list[Any],
+    *,
+    context: dict[str, Any],
+    received_at: datetime,
+    redactor: Redactor,
+) -> ValidatedBatch:
+    batch = ValidatedBatch()
+    validate = LogEvent.model_validate
+    for index, item in enumerate(items):
+        if isinstance(item, LineError):
+            batch.errors.append(_item_error(index, item.message, "json_invalid"))
+            continue
+        if not isinstance(item, dict):
+            msg = f"an event must be a JSON object, not {type(item).__name__}"
+            batch.errors.append(_item_error(index, msg, "model_type"))
+            continue
+        # The gateway owns received_at: a client-sent value is overwritten, not trusted.
+        item["received_at"] = received_at
+        try:
+            event = validate(item, context=context)
+        except ValidationError as exc:
+            batch.errors.append({"index": index, "errors": field_errors(exc)})
+            continue
+        redactor.redact_event(event, batch.redactions)
+        batch.records.append((event.service.encode(), event.to_json()))
+        batch.ids.append(event.id)
+    return batch

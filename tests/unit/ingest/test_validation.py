@@ -1,0 +1,89 @@
+"""Item-by-item validation into Kafka records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from logriver_common.event import EventLimits, LogEvent
+from logriver_ingest.parsing import LineError
+from logriver_ingest.redaction import Redactor
+from logriver_ingest.settings import IngestSettings
+from logriver_ingest.validation import ValidatedBatch, validate_items
+
+SETTINGS = IngestSettings()
+REDACTOR = Redactor(SETTINGS.redaction_rules, SETTINGS.masked_metadata_keys)
+NOW = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+
+
+def run(items: list[object], limits: EventLimits | None = None) -> ValidatedBatch:
+    return validate_items(
+        items,
+        context=(limits or SETTINGS.event_limits()).context(),
+        received_at=NOW,
+        redactor=REDACTOR,
+    )
+
+
+def test_valid_items_become_keyed_normalised_records() -> None:
+    batch = run(
+        [
+            {"service": "checkout", "message": "ok", "level": "warn", "id": "client-1"},
+            {"service": "billing", "message": "x", "context": {"a": 1}, "received_at": "1999-01"},
+        ]
+    )
+    assert not batch.errors
+    assert batch.ids[0] == "client-1"
+    assert len(batch.ids[1]) == 36  # a UUIDv7 assigned by the gateway
+    (key0, value0), (key1, value1) = batch.records
+    assert (key0, key1) == (b"checkout", b"billing")
+    first = orjson.loads(value0)
+    assert first["level"] == "WARNING"
+    assert first["received_at"] == "2026-01-15T10:00:00Z"
+    second = LogEvent.model_validate_json(value1)
+    assert second.metadata == {"a": 1}
+    assert second.received_at == NOW  # the client's received_at is replaced
+    assert second.id == batch.ids[1]
+
+
+def test_bad_items_are_reported_by_index_and_not_published() -> None:
+    batch = run(
+        [
+            {"service": "a", "message": "good"},
+            LineError("the line is not valid JSON: x"),
+            ["not", "an", "object"],
+            {"message": "no service"},
+            {"service": "a", "message": "m", "level": "loud"},
+            {"service": "a", "message": "m", "metadata": {"$where": 1}},
+            {"service": "a", "message": "m", "colour": "red"},
+            {"service": "a", "message": "m", "timestamp": "2999-01-01T00:00:00Z"},
+        ]
+    )
+    assert len(batch.records) == 1
+    errors = {e["index"]: e["errors"] for e in batch.errors}
+    assert sorted(errors) == [1, 2, 3, 4, 5, 6, 7]
+    assert errors[1][0]["type"] == "json_invalid"
+    assert errors[2][0]["type"] == "model_type"
+    assert errors[3][0]["loc"] == ["service"]
+    assert errors[4][0]["loc"] == ["level"]
+    assert "unknown level" in errors[4][0]["msg"]
+    assert errors[5][0]["loc"] == ["metadata"]
+    assert errors[6][0]["loc"] == ["colour"]
+    assert errors[7][0]["loc"] == ["timestamp"]
+    # Errors never echo input back (it may be large or secret).
+    assert all(set(err) == {"loc", "msg", "type"} for errs in errors.values() for err in errs)
+
+
+def test_limits_come_from_settings() -> None:
+    limits = EventLimits(max_message_bytes=100, max_future_skew=timedelta(0))
+    batch = run([{"service": "a", "message": "x" * 101}], limits)
+    assert batch.errors[0]["errors"][0]["loc"] == ["message"]
+
+
+def test_redaction_happens_before_serialisation() -> None:
+    batch = run([{"service": "a", "message": "password=hunter2", "metadata": {"token": "t0k"}}])
+    value = batch.records[0][1]
+    assert b"hunter2" not in value
+    assert b"t0k" not in value
+    assert batch.redactions == {"password": 1, "metadata_key": 1}
