@@ -7,11 +7,37 @@ from logriver_common.settings import KafkaSettings, MongoSettings, PostgresSetti
 
 
 class AlerterSettings(ServiceSettings):
+    """``LOGRIVER_ALERTER_*``: evaluation timing, delivery policy and link targets."""
+
     model_config = SettingsConfigDict(
         env_prefix="LOGRIVER_ALERTER_", extra="ignore", populate_by_name=True
     )
 
     port: int = 8003
+    group_id: str = "alerter"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+
+    # Evaluation. Windows end `lateness_s` behind the clock so events that arrive
+    # up to that late still land in the window they belong to.
+    eval_interval_s: float = Field(default=1.0, gt=0, le=60)
+    lateness_s: float = Field(default=2.0, ge=0, le=300)
+    rules_refresh_s: float = Field(default=5.0, gt=0, le=300)
+    commit_interval_s: float = Field(default=1.0, gt=0, le=60)
+    # How soon the group notices a dead instance and hands its partitions on.
+    session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
+
+    # Links in notifications.
+    console_base_url: str = "http://127.0.0.1:8001"
+    jaeger_ui_url: str = "http://127.0.0.1:16686"
+
+    # Delivery: one bounded lane per channel so a slow receiver only slows itself.
+    delivery_queue_size: int = Field(default=1000, ge=1)
+    delivery_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    delivery_max_attempts: int = Field(default=6, ge=1, le=50)
+    delivery_backoff_s: float = Field(default=1.0, gt=0, le=60)
+    delivery_backoff_max_s: float = Field(default=30.0, gt=0, le=600)
+    # A notification claimed by an instance that died is retried after its lease ends.
+    delivery_lease_s: float = Field(default=120.0, gt=0)
+    outbox_sweep_s: float = Field(default=5.0, gt=0, le=300)

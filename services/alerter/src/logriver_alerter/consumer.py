@@ -1,0 +1,188 @@
+"""The alerter's Kafka consumer, as small steps: decode → count → commit.
+
+Counting an event into a window is the work, so offsets are committed after
+records are counted (and on revocation). A crash after counting but before
+the commit loses nothing: the rebuild restores the counts from MongoDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
+
+from logriver_alerter import metrics
+from logriver_alerter.evaluator import Evaluator
+from logriver_alerter.rebuild import partition_for, rebuild
+from logriver_alerter.store import Store
+from logriver_common.event import LogEvent
+
+log = logging.getLogger(__name__)
+REBUILD_ATTEMPTS = 5
+
+
+def decode(record: ConsumerRecord[Any, Any]) -> LogEvent | None:
+    """Validate a record; invalid ones are the writer's to dead-letter, here just skipped."""
+    try:
+        return LogEvent.model_validate_json(record.value)
+    except (ValidationError, ValueError, TypeError):
+        metrics.EVENTS.labels("invalid").inc()
+        return None
+
+
+class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        evaluator: Evaluator,
+        store: Store,
+        logs: AsyncCollection[dict[str, Any]],
+        *,
+        topic: str,
+        group_id: str,
+        commit_interval_s: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.consumer = consumer
+        self.evaluator = evaluator
+        self.store = store
+        self.logs = logs
+        self.topic = topic
+        self.group_id = group_id
+        self.commit_interval_s = commit_interval_s
+        self.clock = clock
+        self.pending: dict[int, int] = {}  # partition -> next offset, not yet committed
+        self.received: dict[int, datetime] = {}  # partition -> newest received_at counted
+        self.skip_ids: dict[int, set[str]] = {}
+        self.assigned_once = asyncio.Event()
+        self._last_commit = time.monotonic()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.consumer.subscribe([self.topic], listener=self)
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=250, max_records=5000)
+            now = self.clock()
+            for tp, records in batch.items():
+                self.count(tp.partition, records, now)
+                self.track_lag(tp, now)
+            if time.monotonic() - self._last_commit >= self.commit_interval_s:
+                await self.commit()
+
+    def count(self, partition: int, records: list[ConsumerRecord[Any, Any]], now: datetime) -> None:
+        skip = self.skip_ids.get(partition)
+        newest = self.received.get(partition)
+        for record in records:
+            event = decode(record)
+            if event is None:
+                continue
+            if skip and event.id in skip:
+                skip.discard(event.id)
+                metrics.EVENTS.labels("duplicate").inc()
+            else:
+                self.evaluator.ingest(partition, event, now)
+            seen = event.received_at or event.timestamp
+            if newest is None or seen > newest:
+                newest = seen
+        if records:
+            self.pending[partition] = records[-1].offset + 1
+        if newest is not None:
+            self.received[partition] = newest
+            metrics.EVALUATION_LAG.set(max(0.0, (now - newest).total_seconds()))
+
+    def track_lag(self, tp: TopicPartition, now: datetime) -> None:
+        """A partition with a backlog may only be evaluated up to the event time it reached."""
+        highwater = self.consumer.highwater(tp)
+        position = self.pending.get(tp.partition)
+        reached = self.received.get(tp.partition)
+        if highwater is not None and position is not None and position < highwater and reached:
+            self.evaluator.lagging[tp.partition] = reached
+        else:
+            self.evaluator.lagging.pop(tp.partition, None)
+
+    async def commit(self, partitions: set[int] | None = None) -> None:
+        offsets = {p: o for p, o in self.pending.items() if partitions is None or p in partitions}
+        self._last_commit = time.monotonic()
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(
+                {TopicPartition(self.topic, p): o for p, o in offsets.items()}
+            )
+        except KafkaError as exc:
+            log.warning("offset commit failed", extra={"error": str(exc)})
+            return
+        for p, o in offsets.items():
+            if self.pending.get(p) == o:
+                del self.pending[p]
+        progress = {p: (o, self.received.get(p, self.clock())) for p, o in offsets.items()}
+        try:
+            await self.store.save_progress(self.group_id, self.topic, progress)
+        except (asyncpg.PostgresError, OSError) as exc:
+            # An older progress row only widens the rebuild's overlap: still correct.
+            log.warning("could not save progress", extra={"error": str(exc)})
+
+    # -- rebalancing --------------------------------------------------------------------------
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        partitions = {tp.partition for tp in revoked if tp.topic == self.topic}
+        await self.commit(partitions)
+        for p in partitions:
+            self.pending.pop(p, None)
+            self.received.pop(p, None)
+            self.skip_ids.pop(p, None)
+        self.evaluator.revoke(partitions)
+        log.info("partitions revoked", extra={"partitions": sorted(partitions)})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        partitions = {tp.partition for tp in assigned if tp.topic == self.topic}
+        started = time.perf_counter()
+        await self.install(partitions)
+        metrics.REBUILD_SECONDS.observe(time.perf_counter() - started)
+        self.assigned_once.set()
+        log.info(
+            "partitions assigned",
+            extra={
+                "partitions": sorted(partitions),
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    async def install(self, partitions: set[int]) -> None:
+        count = len(self.consumer.partitions_for_topic(self.topic) or ()) or 1
+        for attempt in range(1, REBUILD_ATTEMPTS + 1):
+            try:
+                await self.evaluator.refresh()
+                progress = await self.store.load_progress(self.group_id, self.topic)
+                since = self.clock() - timedelta(seconds=self.evaluator.retention_s)
+                rebuilt = await rebuild(
+                    self.logs,
+                    partitions=partitions,
+                    partition_count=count,
+                    since=since,
+                    committed_at={p: at for p, (_, at) in progress.items()},
+                )
+                alerts = await self.store.active_alerts()
+                break
+            except (PyMongoError, asyncpg.PostgresError, OSError) as exc:
+                log.warning("rebuild failed", extra={"attempt": attempt, "error": str(exc)})
+                if attempt == REBUILD_ATTEMPTS:
+                    raise
+                await asyncio.sleep(min(2.0**attempt, 10.0))
+        for p in partitions:
+            mine = [a for a in alerts if partition_for(a.service, count) == p]
+            self.evaluator.install(p, rebuilt.windows.get(p, {}), mine)
+            self.skip_ids[p] = rebuilt.skip_ids.get(p, set())
+        log.info("state rebuilt", extra={"events": rebuilt.events, "alerts": len(alerts)})

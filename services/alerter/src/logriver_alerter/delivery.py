@@ -1,0 +1,226 @@
+"""Notification delivery: one bounded lane per channel, retries with capped backoff.
+
+A lane is a queue plus one worker, so a channel that fails or hangs holds up
+only its own messages; evaluation never waits (``submit`` is non-blocking).
+Every notification is a row in the PostgreSQL outbox, leased to this
+instance: when a lane is full, or the instance dies, the lease runs out and
+the sweeper (here or on another instance) picks it up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+
+from logriver_alerter import channels, metrics
+from logriver_alerter.rules import Channel
+from logriver_alerter.settings import AlerterSettings
+from logriver_alerter.store import Notification, Store
+
+log = logging.getLogger(__name__)
+CHANNEL_CACHE_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    ok: bool
+    retryable: bool
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
+    """Exponential with full jitter, capped (attempt counts from 1)."""
+    ceiling = min(max_s, base_s * 2.0 ** (attempt - 1))
+    jitter: float = random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+    return ceiling / 2 + jitter
+
+
+class Dispatcher:
+    def __init__(self, store: Store, settings: AlerterSettings, http: httpx.AsyncClient) -> None:
+        self.store = store
+        self.settings = settings
+        self.http = http
+        self.lanes: dict[str, asyncio.Queue[Notification]] = {}
+        self.workers: dict[str, asyncio.Task[None]] = {}
+        self.background: set[asyncio.Task[None]] = set()
+        self._channels: dict[str, tuple[float, Channel | None]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="outbox-sweeper")
+
+    async def stop(self) -> None:
+        """Stop workers; hand what is still queued back to the outbox for others."""
+        self._closing = True
+        tasks = [*self.workers.values(), *self.background]
+        if self._sweeper is not None:
+            tasks.append(self._sweeper)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        leftovers = [q.get_nowait() for q in self.lanes.values() for _ in range(q.qsize())]
+        for notification in leftovers:
+            with contextlib.suppress(asyncpg.PostgresError, OSError):
+                await self.store.release(notification.id)
+
+    # -- intake -------------------------------------------------------------------------------
+
+    def submit(self, notifications: Iterable[Notification]) -> None:
+        """Queue without waiting; a full lane leaves the notification to the sweeper."""
+        for notification in notifications:
+            lane = self._lane(notification.channel)
+            try:
+                lane.put_nowait(notification)
+            except asyncio.QueueFull:
+                metrics.QUEUE_OVERFLOW.inc()
+                self._spawn(self.store.release(notification.id))
+
+    def _lane(self, channel: str) -> asyncio.Queue[Notification]:
+        lane = self.lanes.get(channel)
+        if lane is None:
+            lane = self.lanes[channel] = asyncio.Queue(self.settings.delivery_queue_size)
+            self.workers[channel] = asyncio.create_task(
+                self._work(channel, lane), name=f"deliver-{channel}"
+            )
+        return lane
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                free = sum(q.maxsize - q.qsize() for q in self.lanes.values()) or 100
+                orphans = await self.store.claim_orphans(
+                    min(free, 500), self.settings.delivery_lease_s
+                )
+                if orphans:
+                    log.info("claimed notifications from the outbox", extra={"count": len(orphans)})
+                self.submit(orphans)
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("outbox sweep failed", extra={"error": str(exc)})
+            await asyncio.sleep(self.settings.outbox_sweep_s)
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    async def _work(self, name: str, lane: asyncio.Queue[Notification]) -> None:
+        while True:
+            notification = await lane.get()
+            try:
+                await self.deliver(notification)
+            except (asyncpg.PostgresError, OSError) as exc:
+                # Recording failed; the lease runs out and the sweeper retries it.
+                log.warning(
+                    "delivery bookkeeping failed", extra={"channel": name, "error": str(exc)}
+                )
+            finally:
+                lane.task_done()
+
+    async def channel(self, name: str) -> Channel | None:
+        now = time.monotonic()
+        cached = self._channels.get(name)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await self.store.get_channel(name)
+        self._channels[name] = (now + CHANNEL_CACHE_S, found)
+        return found
+
+    async def deliver(self, notification: Notification) -> bool:
+        """All attempts for one notification, each recorded; True when delivered."""
+        settings = self.settings
+        channel = await self.channel(notification.channel)
+        attempt = notification.attempts
+        while attempt < settings.delivery_max_attempts:
+            attempt += 1
+            if channel is None:
+                result = AttemptResult(False, False, None, "channel does not exist", 0.0)
+            else:
+                result = await self.attempt(channel, notification)
+            last = attempt >= settings.delivery_max_attempts
+            outcome = (
+                "delivered" if result.ok else "retry" if result.retryable and not last else "failed"
+            )
+            metrics.NOTIFICATIONS.labels(
+                channel.config.type if channel else "unknown", notification.channel, outcome
+            ).inc()
+            await self.store.record_attempt(
+                notification,
+                attempt,
+                status_code=result.status_code,
+                outcome=outcome,
+                error=result.error,
+                duration_ms=result.duration_ms,
+                lease_s=settings.delivery_lease_s,
+            )
+            if outcome != "retry":
+                if outcome == "failed":
+                    log.warning(
+                        "notification failed",
+                        extra={"channel": notification.channel, "error": result.error},
+                    )
+                return outcome == "delivered"
+            await asyncio.sleep(
+                backoff_delay(attempt, settings.delivery_backoff_s, settings.delivery_backoff_max_s)
+            )
+        return False
+
+    async def attempt(self, channel: Channel, notification: Notification) -> AttemptResult:
+        prepared = channels.prepare(channel.config, notification.message, datetime.now(UTC))
+        headers = {**prepared.headers, "X-Logriver-Notification-Id": str(notification.id)}
+        started = time.perf_counter()
+        timeout = self.settings.delivery_timeout_s
+        try:
+            # httpx's timeout is per phase; the outer bound caps a receiver that trickles bytes.
+            async with asyncio.timeout(timeout + 1):
+                response = await self.http.post(
+                    prepared.url, content=prepared.body, headers=headers, timeout=timeout
+                )
+        except (httpx.TimeoutException, TimeoutError):
+            return AttemptResult(False, True, None, f"timed out after {timeout}s", _ms(started))
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            return AttemptResult(False, True, None, error, _ms(started))
+        reply = channels.interpret(channel.config, response.status_code, response.content)
+        status = response.status_code
+        return AttemptResult(reply.ok, reply.retryable, status, reply.error, _ms(started))
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+async def test_fire(
+    dispatcher: Dispatcher, channel: Channel, notification: Notification
+) -> AttemptResult:
+    """One attempt, now, recorded like any other; for the API's "send a test" button."""
+    result = await dispatcher.attempt(channel, notification)
+    metrics.NOTIFICATIONS.labels(
+        channel.config.type, channel.name, "delivered" if result.ok else "failed"
+    ).inc()
+    await dispatcher.store.record_attempt(
+        notification,
+        1,
+        status_code=result.status_code,
+        outcome="delivered" if result.ok else "failed",
+        error=result.error,
+        duration_ms=result.duration_ms,
+        lease_s=dispatcher.settings.delivery_lease_s,
+    )
+    return result

@@ -1,0 +1,276 @@
+"""The admin API (``admin`` scope): rules, channels, alerts, silences, test-fire."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+
+from logriver_alerter.delivery import Dispatcher, test_fire
+from logriver_alerter.evaluator import Evaluator
+from logriver_alerter.message import AlertMessage, TopMessage, console_link, trace_link
+from logriver_alerter.rules import CHANNEL_NAME_PATTERN, ChannelSpec, RuleSpec, SilenceSpec
+from logriver_alerter.settings import AlerterSettings
+from logriver_alerter.store import Store
+from logriver_common.auth import Scope, require_scope
+from logriver_common.web.errors import ApiError
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_scope(Scope.ADMIN))])
+ChannelName = Annotated[str, Path(pattern=CHANNEL_NAME_PATTERN)]
+AlertState = Literal["pending", "firing", "resolved"]
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+StoreDep = Annotated[Store, Depends(_store)]
+
+
+def _not_found(what: str, key: object) -> ApiError:
+    return ApiError(404, "not_found", f"{what} {key!r} does not exist")
+
+
+async def _check_channels(store: Store, spec: RuleSpec) -> None:
+    """Unknown channel names are field errors, in the same shape as pydantic's."""
+    existing = await store.existing_channels(spec.channels)
+    errors = [
+        {
+            "loc": ["body", "channels", i],
+            "msg": f"unknown channel {name!r}; create it with PUT /v1/channels/{name}",
+            "type": "unknown_channel",
+        }
+        for i, name in enumerate(spec.channels)
+        if name not in existing
+    ]
+    if errors:
+        raise ApiError(422, "validation_failed", errors)
+
+
+@router.get("/status")
+async def status(request: Request) -> dict[str, Any]:
+    """This instance's share of the work: its partitions, rules and tracked services."""
+    evaluator: Evaluator = request.app.state.evaluator
+    settings: AlerterSettings = request.app.state.settings
+    return {
+        "group_id": settings.group_id,
+        "topic": settings.kafka.topic,
+        "partitions": sorted(evaluator.ready),
+        "rules": len(evaluator.rules),
+        "services": len(evaluator.windows),
+        "active_alerts": len(evaluator.active),
+    }
+
+
+# -- rules -----------------------------------------------------------------------------------
+
+
+@router.post("/rules", status_code=201)
+async def create_rule(spec: RuleSpec, store: StoreDep) -> dict[str, Any]:
+    await _check_channels(store, spec)
+    try:
+        rule = await store.create_rule(spec)
+    except asyncpg.UniqueViolationError:
+        raise ApiError(409, "conflict", f"a rule named {spec.name!r} exists") from None
+    return rule.model_dump(mode="json")
+
+
+@router.get("/rules")
+async def list_rules(store: StoreDep) -> dict[str, Any]:
+    return {"rules": [r.model_dump(mode="json") for r in await store.list_rules()]}
+
+
+@router.get("/rules/{rule_id}")
+async def get_rule(rule_id: str, store: StoreDep) -> dict[str, Any]:
+    rule = await store.get_rule(rule_id)
+    if rule is None:
+        raise _not_found("rule", rule_id)
+    return rule.model_dump(mode="json")
+
+
+@router.put("/rules/{rule_id}")
+async def replace_rule(rule_id: str, spec: RuleSpec, store: StoreDep) -> dict[str, Any]:
+    await _check_channels(store, spec)
+    try:
+        rule = await store.replace_rule(rule_id, spec)
+    except asyncpg.UniqueViolationError:
+        raise ApiError(409, "conflict", f"a rule named {spec.name!r} exists") from None
+    if rule is None:
+        raise _not_found("rule", rule_id)
+    return rule.model_dump(mode="json")
+
+
+@router.delete("/rules/{rule_id}", status_code=204)
+async def delete_rule(rule_id: str, store: StoreDep) -> Response:
+    if not await store.delete_rule(rule_id):
+        raise _not_found("rule", rule_id)
+    return Response(status_code=204)
+
+
+# -- channels --------------------------------------------------------------------------------
+
+
+@router.put("/channels/{name}")
+async def put_channel(
+    name: ChannelName, spec: ChannelSpec, store: StoreDep, response: Response
+) -> dict[str, Any]:
+    channel, created = await store.put_channel(name, spec)
+    response.status_code = 201 if created else 200
+    return channel.public()
+
+
+@router.get("/channels")
+async def list_channels(store: StoreDep) -> dict[str, Any]:
+    return {"channels": [c.public() for c in await store.list_channels()]}
+
+
+@router.get("/channels/{name}")
+async def get_channel(name: ChannelName, store: StoreDep) -> dict[str, Any]:
+    channel = await store.get_channel(name)
+    if channel is None:
+        raise _not_found("channel", name)
+    return channel.public()
+
+
+@router.delete("/channels/{name}", status_code=204)
+async def delete_channel(name: ChannelName, store: StoreDep) -> Response:
+    users = await store.rules_using_channel(name)
+    if users:
+        raise ApiError(409, "conflict", f"channel {name!r} is used by rules: {', '.join(users)}")
+    if not await store.delete_channel(name):
+        raise _not_found("channel", name)
+    return Response(status_code=204)
+
+
+@router.post("/channels/{name}/test")
+async def test_channel(name: ChannelName, request: Request, store: StoreDep) -> dict[str, Any]:
+    """Send a sample firing message now (one attempt) and report what the receiver said."""
+    channel = await store.get_channel(name)
+    if channel is None:
+        raise _not_found("channel", name)
+    settings: AlerterSettings = request.app.state.settings
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    now = datetime.now(UTC)
+    message = AlertMessage(
+        kind="test",
+        alert_id=None,
+        rule_id="test",
+        rule_name="Test notification",
+        severity="info",
+        labels={},
+        service="logriver-test",
+        condition="error_rate",
+        level="ERROR",
+        value=0.5,
+        threshold=0.1,
+        matched=50,
+        total=100,
+        window_seconds=300,
+        top_messages=[TopMessage(message="this is a test notification from logriver", count=1)],
+        sample_trace_id=None,
+        started_at=now,
+        console_url=console_link(settings.console_base_url, "logriver-test"),
+        trace_url=trace_link(settings.jaeger_ui_url, None),
+    )
+    notification = await store.enqueue_test(name, message, settings.delivery_lease_s)
+    result = await test_fire(dispatcher, channel, notification)
+    return {
+        "channel": name,
+        "delivered": result.ok,
+        "status_code": result.status_code,
+        "error": result.error,
+        "duration_ms": result.duration_ms,
+    }
+
+
+# -- alerts ----------------------------------------------------------------------------------
+
+
+@router.get("/alerts/current")
+async def current_alerts(
+    store: StoreDep,
+    rule_id: str | None = None,
+    service: str | None = None,
+    severity: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> dict[str, Any]:
+    rows = await store.list_alerts(
+        states=["pending", "firing"],
+        rule_id=rule_id,
+        service=service,
+        severity=severity,
+        since=None,
+        until=None,
+        before_id=None,
+        limit=limit,
+    )
+    return {"alerts": [r.public() for r in rows]}
+
+
+@router.get("/alerts")
+async def alert_history(
+    store: StoreDep,
+    state: Annotated[list[AlertState] | None, Query()] = None,
+    rule_id: str | None = None,
+    service: str | None = None,
+    severity: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Newest first; ``since``/``until`` select incidents active in that range;
+    page on with ``before_id`` = the previous page's ``next_before_id``."""
+    rows = await store.list_alerts(
+        states=list(state) if state else None,
+        rule_id=rule_id,
+        service=service,
+        severity=severity,
+        since=since,
+        until=until,
+        before_id=before_id,
+        limit=limit,
+    )
+    return {
+        "alerts": [r.public() for r in rows],
+        "next_before_id": rows[-1].id if len(rows) == limit else None,
+    }
+
+
+@router.get("/alerts/{alert_id}")
+async def get_alert(alert_id: int, store: StoreDep) -> dict[str, Any]:
+    row = await store.get_alert(alert_id)
+    if row is None:
+        raise _not_found("alert", alert_id)
+    return {**row.public(), "deliveries": await store.deliveries(alert_id)}
+
+
+# -- silences --------------------------------------------------------------------------------
+
+
+@router.post("/silences", status_code=201)
+async def create_silence(spec: SilenceSpec, store: StoreDep) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    if spec.ends_at <= now:
+        raise ApiError(
+            422,
+            "validation_failed",
+            [{"loc": ["body", "ends_at"], "msg": "ends_at is in the past", "type": "value_error"}],
+        )
+    return (await store.create_silence(spec, now)).model_dump(mode="json")
+
+
+@router.get("/silences")
+async def list_silences(store: StoreDep, active: bool = False) -> dict[str, Any]:
+    silences = await store.list_silences(active_at=datetime.now(UTC) if active else None)
+    return {"silences": [s.model_dump(mode="json") for s in silences]}
+
+
+@router.delete("/silences/{silence_id}", status_code=204)
+async def expire_silence(silence_id: str, store: StoreDep) -> Response:
+    if not await store.expire_silence(silence_id, datetime.now(UTC)):
+        raise _not_found("silence", silence_id)
+    return Response(status_code=204)
