@@ -80,6 +80,15 @@ class WriterConsumer:
         self.committed: dict[TopicPartition, int] = {}
         self.stop_reason: str | None = None
 
+    @property
+    def buffered(self) -> int:
+        """Records fetched but not yet handed to a write (bounded by the batch size)."""
+        return len(self._batcher)
+
+    @property
+    def paused(self) -> bool:
+        return bool(self._consumer.paused())
+
     def request_stop(self) -> None:
         """Stop fetching; the batch in flight and the records already fetched are written."""
         self._stop_requested.set()
@@ -184,7 +193,7 @@ class WriterConsumer:
             if self._inflight is not None:
                 await asyncio.wait({self._inflight})
                 self._collect_write()
-        committed = {str(tp): offset for tp, offset in self.committed.items()}
+        committed = dict(zip(_names(self.committed), self.committed.values(), strict=True))
         log.info("writer drained", extra={"committed": committed})
 
     def _pause(self) -> None:
@@ -310,7 +319,7 @@ class WriterConsumer:
             self.committed.pop(tp, None)
             _forget_lag(tp)
         if revoked:
-            log.info("partitions revoked", extra={"partitions": sorted(str(tp) for tp in revoked)})
+            log.info("partitions revoked", extra={"partitions": _names(revoked)})
 
     async def _report_lag(self) -> None:
         while True:
@@ -343,7 +352,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
         await self._writer.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
+        log.info("partitions assigned", extra={"partitions": _names(assigned)})
 
 
 def _producer_links(accepted: Iterable[Accepted]) -> list[Link]:
@@ -358,6 +367,10 @@ def _producer_links(accepted: Iterable[Accepted]) -> list[Link]:
         if len(links) >= MAX_SPAN_LINKS:
             break
     return links
+
+
+def _names(partitions: Iterable[TopicPartition]) -> list[str]:
+    return [f"{tp.topic}[{tp.partition}]" for tp in partitions]
 
 
 def _forget_lag(tp: TopicPartition) -> None:
