@@ -1,0 +1,1 @@
+"""``logriver ship``: tail log files and ship them to the gateway exactly once."""
