@@ -1,0 +1,1 @@
+"""The original design, kept only as a benchmark baseline."""
