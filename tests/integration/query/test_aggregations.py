@@ -1,0 +1,96 @@
+"""Aggregation numbers equal counts computed independently from the inserted events."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.integration.query.conftest import DataSet, QueryApp
+
+pytestmark = [pytest.mark.integration]
+ERRORS = ("ERROR", "CRITICAL")
+
+
+def iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def get(query: QueryApp, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    resp = await query.http.get(path, params=params)
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+async def test_error_summary(query: QueryApp, dataset: DataSet) -> None:
+    body = await get(query, "/v1/stats/errors", dataset.params)
+    errors = [d for d in dataset.docs if d["level"] in ERRORS]
+    counts = Counter(d["service"] for d in errors)
+    latest = {}
+    for d in sorted(errors, key=lambda d: (d["timestamp"], d["_id"])):
+        latest[d["service"]] = d
+    assert body["total_errors"] == len(errors)
+    assert {s["service"]: s["errors"] for s in body["services"]} == counts
+    for row in body["services"]:
+        want = latest[row["service"]]
+        assert row["latest"]["id"] == want["_id"]
+        assert row["latest"]["message"] == want["message"]
+        assert row["latest"]["timestamp"] == iso(want["timestamp"])
+
+
+async def test_histogram_by_level_and_by_service(query: QueryApp, dataset: DataSet) -> None:
+    for group_by, field in (("level", "level"), ("service", "service")):
+        body = await get(
+            query, "/v1/stats/histogram", {**dataset.params, "bucket": "1m", "group_by": group_by}
+        )
+        assert body["bucket_seconds"] == 60
+        want: dict[str, Counter[str]] = defaultdict(Counter)
+        for d in dataset.docs:
+            epoch_ms = int(d["timestamp"].timestamp() * 1000)
+            start = datetime.fromtimestamp(epoch_ms // 60_000 * 60, UTC)
+            want[iso(start)][d[field]] += 1
+        got = {b["start"]: Counter(b["counts"]) for b in body["buckets"] if b["total"]}
+        assert got == want
+        assert body["total"] == len(dataset.docs)
+        starts = [b["start"] for b in body["buckets"]]
+        assert starts == sorted(starts)  # continuous, zero buckets included
+
+
+async def test_histogram_filtered_and_automatic_bucket(query: QueryApp, dataset: DataSet) -> None:
+    params = {**dataset.params, "service": "svc-04", "level": ">=WARNING", "group_by": "none"}
+    body = await get(query, "/v1/stats/histogram", params)
+    want = sum(
+        1 for d in dataset.docs if d["service"] == "svc-04" and d["level"] in ("WARNING", *ERRORS)
+    )
+    assert body["total"] == want
+    assert len(body["buckets"]) <= 61
+    assert body["groups"] == ["all"]
+
+
+async def test_services_summary(query: QueryApp, dataset: DataSet) -> None:
+    body = await get(query, "/v1/stats/services", dataset.params)
+    counts = Counter(d["service"] for d in dataset.docs)
+    errors = Counter(d["service"] for d in dataset.docs if d["level"] in ERRORS)
+    last_seen: dict[str, datetime] = {}
+    for d in dataset.docs:
+        last_seen[d["service"]] = max(d["timestamp"], last_seen.get(d["service"], d["timestamp"]))
+    assert {s["service"]: s["count"] for s in body["services"]} == counts
+    for row in body["services"]:
+        name = row["service"]
+        assert row["errors"] == errors[name]
+        assert row["error_rate"] == pytest.approx(errors[name] / counts[name], abs=1e-6)
+        assert row["last_seen"] == iso(last_seen[name])
+
+
+async def test_top_messages(query: QueryApp, dataset: DataSet) -> None:
+    body = await get(query, "/v1/stats/top-messages", {**dataset.params, "limit": 5})
+    counts = Counter(d["message"] for d in dataset.docs if d["level"] in ERRORS)
+    top = body["messages"]
+    assert len(top) == 5
+    for row in top:
+        assert row["count"] == counts[row["message"]]
+    assert [r["count"] for r in top] == sorted(counts.values(), reverse=True)[:5]
+    assert body["levels"] == list(ERRORS)

@@ -1,0 +1,158 @@
+"""Where reads go (command monitoring), read-your-write, the single-flight cache, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from logriver_common.documents import event_to_document
+from logriver_common.event import LogEvent
+from logriver_common.stream_tokens import StreamTokenSettings, verify_token
+from tests.integration.query.conftest import DataSet, QueryApp, query_settings, start_query_app
+
+pytestmark = [pytest.mark.integration]
+
+
+async def members(query: QueryApp) -> tuple[tuple[str, int], set[tuple[str, int]]]:
+    """The primary and the secondaries, as the replica set reports them right now."""
+    hello = await query.mongo.admin.command("hello")
+
+    def address(host: str) -> tuple[str, int]:
+        name, _, port = host.rpartition(":")
+        return name, int(port)
+
+    primary = address(hello["primary"])
+    return primary, {address(h) for h in hello["hosts"]} - {primary}
+
+
+def unique_window(dataset: DataSet) -> dict[str, str]:
+    """The whole set, with an `until` no other test uses: a cache key nobody has filled."""
+    until = dataset.newest + timedelta(seconds=1, milliseconds=uuid.uuid4().int % 999_000)
+    return {**dataset.params, "until": until.isoformat()}
+
+
+async def test_list_and_aggregation_reads_go_to_secondaries(
+    query: QueryApp, dataset: DataSet
+) -> None:
+    _, secondaries = await members(query)
+    assert len(secondaries) == 2
+    before = len(query.commands.reads)
+    params = unique_window(dataset)
+    assert (await query.http.get("/v1/logs", params={**params, "service": "svc-01"})).is_success
+    for path in ("histogram", "errors", "services", "top-messages"):
+        assert (await query.http.get(f"/v1/stats/{path}", params=params)).is_success
+    reads = query.commands.reads[before:]
+    assert {name for name, _, _ in reads} == {"find", "aggregate"}
+    assert len(reads) == 5
+    for name, address, pref in reads:
+        assert address in secondaries, f"{name} went to {address}"
+        assert pref == {"mode": "secondaryPreferred", "maxStalenessSeconds": 90}
+
+
+async def test_consistent_reads_see_their_own_write_on_the_primary(
+    query: QueryApp, dataset: DataSet
+) -> None:
+    logs = query.mongo[dataset.database]["logs"]  # default: primary, w=majority
+    event = LogEvent(service="consistency", message=f"fresh {uuid.uuid4()}")
+    await logs.insert_one(event_to_document(event, None))
+    before = len(query.commands.reads)
+    resp = await query.http.get(f"/v1/logs/{event.id}", params={"consistent": "true"})
+    assert resp.status_code == 200
+    assert resp.json()["message"] == event.message
+    listed = await query.http.get(
+        "/v1/logs", params={"service": "consistency", "since": "5m", "consistent": "true"}
+    )
+    assert [e["id"] for e in listed.json()["events"]] == [event.id]
+    errors = await query.http.get("/v1/stats/services", params={"consistent": "1", "since": "5m"})
+    assert errors.headers["x-cache"] == "bypass"
+    assert "consistency" in {s["service"] for s in errors.json()["services"]}
+    primary, _ = await members(query)
+    for name, address, pref in query.commands.reads[before:]:
+        assert address == primary, f"{name} went to {address}"
+        assert pref is None or pref["mode"] == "primary"
+    await logs.delete_one({"_id": event.id})
+
+
+async def test_concurrent_misses_cost_one_database_query(query: QueryApp, dataset: DataSet) -> None:
+    params = {**unique_window(dataset), "bucket": "5m"}
+    before = query.commands.count("aggregate")
+    responses = await asyncio.gather(
+        *(query.http.get("/v1/stats/histogram", params=params) for _ in range(25))
+    )
+    assert all(r.status_code == 200 for r in responses)
+    assert query.commands.count("aggregate") - before == 1
+    assert Counter(r.headers["x-cache"] for r in responses) == {"miss": 1, "coalesced": 24}
+    assert len({r.content for r in responses}) == 1
+    again = await query.http.get("/v1/stats/histogram", params=params)
+    assert again.headers["x-cache"] == "hit"
+    assert query.commands.count("aggregate") - before == 1
+
+
+async def test_single_flight_across_instances(query: QueryApp, dataset: DataSet) -> None:
+    """Two app instances sharing Redis: the loser waits for the winner's notification."""
+    async for other in start_query_app(
+        query_settings(dataset.database, redis=query.settings.redis)
+    ):
+        params = unique_window(dataset)
+        before = query.commands.count("aggregate") + other.commands.count("aggregate")
+        responses = await asyncio.gather(
+            *(
+                app.http.get("/v1/stats/services", params=params)
+                for _ in range(10)
+                for app in (query, other)
+            )
+        )
+        assert all(r.status_code == 200 for r in responses)
+        after = query.commands.count("aggregate") + other.commands.count("aggregate")
+        assert after - before == 1
+        outcomes = Counter(r.headers["x-cache"] for r in responses)
+        assert outcomes["miss"] == 1
+        assert outcomes["miss"] + outcomes["coalesced"] + outcomes["hit"] == 20
+
+
+async def test_slow_queries_are_logged_and_metrics_exported(
+    query: QueryApp,
+    dataset: DataSet,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(query.settings, "slow_query_ms", 0.0)
+    with caplog.at_level(logging.WARNING, logger="logriver_query.slow"):
+        resp = await query.http.get("/v1/logs", params={**dataset.params, "service": "svc-08"})
+    assert resp.status_code == 200
+    slow = [r for r in caplog.records if r.getMessage() == "slow query"]
+    assert slow
+    assert slow[0].query_kind == "search"  # type: ignore[attr-defined]
+    assert slow[0].params["service"] == ["svc-08"]  # type: ignore[attr-defined]
+    assert slow[0].duration_ms > 0  # type: ignore[attr-defined]
+
+    metrics = (await query.http.get("/metrics")).text
+    assert (
+        'logriver_query_request_seconds_count{endpoint="/v1/logs",method="GET",status="200"}'
+        in metrics
+    )
+    assert 'logriver_query_cache_requests_total{result="hit"}' in metrics
+    assert 'logriver_query_slow_queries_total{kind="search"}' in metrics
+    assert 'logriver_query_db_seconds_bucket{kind="histogram"' in metrics
+
+
+async def test_stream_tokens_and_console_config(query: QueryApp) -> None:
+    resp = await query.http.post("/v1/stream-tokens")
+    assert resp.status_code == 200
+    body = resp.json()
+    claims = verify_token(StreamTokenSettings(), body["token"])
+    assert claims.key_id == "dev"
+    assert claims.scopes == ["read"]
+    assert body["expires_at"] > datetime.now(UTC).timestamp()
+    assert (
+        await query.http.post("/v1/stream-tokens", headers={"X-API-Key": ""})
+    ).status_code == 401
+
+    config = (await query.http.get("/v1/console/config", headers={"X-API-Key": ""})).json()
+    assert config["stream_base_url"] == "http://127.0.0.1:8002"
+    assert config["dev_key"].startswith("lr_devlocal_")
