@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from logriver_common import clients
 from logriver_common.app import create_service_app
 from logriver_common.auth import ApiKeyStore
+from logriver_ingest.header_limit import HeaderLimitMiddleware
 from logriver_ingest.openapi import install_openapi
 from logriver_ingest.parsing import BodyLimits
 from logriver_ingest.publisher import Publisher
@@ -64,6 +65,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         name="ingest", settings=settings, lifespan=lifespan, description=DESCRIPTION
     )
     app.include_router(router)
+    # Added last, so it is the outermost middleware: oversized headers cost nothing more.
+    app.add_middleware(HeaderLimitMiddleware, max_header_bytes=settings.max_header_bytes)
     install_openapi(app, settings)
     return app
 

@@ -49,7 +49,7 @@ def check_headers(content_type: str | None, content_encoding: str | None) -> tup
         raise ApiError(
             415,
             "unsupported_media_type",
-            f"Content-Type {kind!r} is not accepted; send application/json (an object or an "
+            f"Content-Type {kind[:100]!r} is not accepted; send application/json (an object or an "
             "array of objects) or application/x-ndjson (one object per line)",
         )
     encoding = (content_encoding or "identity").strip().lower()
@@ -57,7 +57,7 @@ def check_headers(content_type: str | None, content_encoding: str | None) -> tup
         raise ApiError(
             415,
             "unsupported_media_type",
-            f"Content-Encoding {encoding!r} is not accepted; use gzip or none",
+            f"Content-Encoding {encoding[:100]!r} is not accepted; use gzip or none",
         )
     return kind in NDJSON_TYPES, encoding in GZIP_ENCODINGS
 

@@ -90,6 +90,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         "LOGRIVER_INGEST_MAX_BATCH_EVENTS (`batch_too_large`). Nothing was published."
     ),
     415: _error("Content-Type or Content-Encoding not accepted."),
+    431: _error("Request headers over LOGRIVER_INGEST_MAX_HEADER_BYTES (`headers_too_large`)."),
     422: _error(
         "No event was valid (`validation_failed`); `detail` is a list of "
         "`{index, errors: [{loc, msg, type}]}`. Nothing was published."

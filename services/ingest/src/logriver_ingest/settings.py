@@ -93,7 +93,8 @@ class IngestSettings(ServiceSettings):
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
 
-    # Request limits, enforced while the body streams in.
+    # Request limits: headers checked first (431), the body while it streams in.
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096)
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_decompressed_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=5_000, ge=1)
