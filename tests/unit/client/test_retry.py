@@ -193,3 +193,13 @@ def test_gate_deadline_stops_retrying() -> None:
         transport.close()
     assert outcome.failed == 2
     assert time.monotonic() - started < 2
+
+
+def test_a_422_listing_every_item_in_detail_rejects_the_batch_once() -> None:
+    # The gateway's shape when no event was valid: detail is the per-item list.
+    detail = [{"index": 0, "errors": []}, {"index": 1, "errors": []}]
+    with fake_gateway() as gateway:
+        gateway.replies.append(Reply(422, body={"error": "validation_failed", "detail": detail}))
+        outcome, _ = send(gateway, events(2))
+        assert len(gateway.requests) == 1
+    assert (outcome.delivered, outcome.rejected) == (0, 2)

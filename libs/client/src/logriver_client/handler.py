@@ -192,14 +192,19 @@ class LogriverHandler(logging.Handler):
     # -- the sender thread --------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            self._queue.wait(self.flush_interval)
-            while batch := self._queue.take(self.batch_size):
-                self._send(batch)
-                if self._gate.expired():
-                    break
-            if self._stopping and (not self._queue or self._gate.expired()):
-                return
+        try:
+            while True:
+                self._queue.wait(self.flush_interval)
+                while batch := self._queue.take(self.batch_size):
+                    self._send(batch)
+                    if self._gate.expired():
+                        break
+                if self._stopping and (not self._queue or self._gate.expired()):
+                    return
+        finally:
+            # The transport belongs to this thread (Kafka mode runs a private event loop
+            # here), so it is closed here, not by whichever thread called close().
+            self.transport.close()
 
     def _send(self, batch: list[PendingRecord]) -> None:
         encoded: list[EncodedEvent] = []
@@ -283,12 +288,13 @@ class LogriverHandler(logging.Handler):
                 self._gate.give_up_at(time.monotonic() + wait)
                 self._queue.wake()
                 thread.join(wait + self.transport_grace())
+            else:
+                self.transport.close()  # no sender thread ever owned it
             left = len(self._queue.take(len(self._queue)))
             if left:
                 with self._settled:
                     self._failed += left
                     self._last_error = f"{left} events undelivered at close"
-            self.transport.close()
             _live_handlers.discard(self)
         super().close()
 

@@ -95,9 +95,11 @@ def _error_body(response: httpx.Response) -> dict[str, Any]:
 def _item_errors(body: dict[str, Any]) -> dict[int, Any]:
     """``errors: [{"index": i, "errors": [...]}]`` from a partial or 422 reply, by index."""
     found: dict[int, Any] = {}
+    # 207 carries them in ``errors``; a 422 (no event valid) in ``detail``.
     errors = body.get("errors")
-    if errors is None and isinstance(body.get("detail"), dict):
-        errors = body["detail"].get("errors")
+    if errors is None:
+        detail = body.get("detail")
+        errors = detail.get("errors") if isinstance(detail, dict) else detail
     if not isinstance(errors, list):
         return found
     for item in errors:
