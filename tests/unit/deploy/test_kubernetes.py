@@ -1,0 +1,427 @@
+"""deploy/k8s: render each overlay with a real kustomize, validate every object offline.
+
+- Built-in kinds: the Kubernetes JSON schemas bundled by ``kubernetes-validate``
+  (strict: unknown fields are errors).
+- MongoDBCommunity: the openAPIV3 schema of the operator's own CRD (from its Go
+  module, installed by ``devstack install``).
+- Strimzi Kafka, KafkaNodePool, KafkaTopic: validators generated from Strimzi's
+  CRD schemas (npm ``@kubernetes-models/strimzi-kafka-operator``), run with node.
+
+The tools live in the devstack cache (``uv run devstack install`` puts them there).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+from devstack import kustomize
+from tests.unit.deploy import envvars
+from tests.unit.deploy.conftest import ROOT
+
+K8S = ROOT / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.33"
+OVERLAYS = ("dev", "prod")
+HPA_SERVICES = ("ingest", "query", "stream")
+CONSUMERS = ("writer", "alerter")
+STRIMZI_GROUP = "kafka.strimzi.io"
+MONGODB_GROUP = "mongodbcommunity.mongodb.com"
+
+Obj = dict[str, Any]
+
+
+def _tool(path: Path) -> Path:
+    assert path.exists(), f"{path} is missing: run `uv run devstack install`"
+    return path
+
+
+@cache
+def render(target: str) -> tuple[Obj, ...]:
+    directory = K8S / ("base" if target == "base" else f"overlays/{target}")
+    result = subprocess.run(
+        [str(_tool(kustomize.binary())), "build", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def _find(objects: tuple[Obj, ...], kind: str, name: str | None = None) -> list[Obj]:
+    return [
+        o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+    ]
+
+
+def _one(objects: tuple[Obj, ...], kind: str, name: str) -> Obj:
+    found = _find(objects, kind, name)
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} objects"
+    return found[0]
+
+
+# --- schema validation ---------------------------------------------------------
+
+
+def _builtin_errors(obj: Obj) -> str:
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return str(exc.message)
+    return ""
+
+
+@cache
+def _mongodb_schema() -> Obj:
+    crd = yaml.safe_load(_tool(kustomize.mongodb_crd()).read_text())
+    assert crd["spec"]["group"] == MONGODB_GROUP
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    schema: Obj = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def _mongodb_errors(obj: Obj) -> str:
+    validator = jsonschema.Draft7Validator(_mongodb_schema())
+    return "; ".join(f"{e.json_path}: {e.message}" for e in validator.iter_errors(obj))
+
+
+def _strimzi_errors(objects: list[Obj]) -> list[str]:
+    node = shutil.which("node")
+    assert node, "node is needed to run the Strimzi CRD validators"
+    models = _tool(kustomize.strimzi_models())
+    result = subprocess.run(
+        [node, str(Path(__file__).with_name("strimzi_validate.mjs")), str(models)],
+        input=json.dumps(objects),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    errors: list[str] = json.loads(result.stdout)
+    assert len(errors) == len(objects)
+    return errors
+
+
+def _group(obj: Obj) -> str:
+    return str(obj["apiVersion"]).split("/")[0] if "/" in obj["apiVersion"] else ""
+
+
+@pytest.mark.parametrize("target", ["base", *OVERLAYS])
+def test_every_object_is_valid_against_its_schema(target: str) -> None:
+    objects = render(target)
+    assert objects
+    errors: list[str] = []
+    strimzi = [o for o in objects if _group(o) == STRIMZI_GROUP]
+    for obj, error in zip(strimzi, _strimzi_errors(strimzi), strict=True):
+        if error:
+            errors.append(f"{obj['kind']}/{obj['metadata']['name']}: {error}")
+    for obj in objects:
+        if _group(obj) == STRIMZI_GROUP:
+            continue
+        error = _mongodb_errors(obj) if _group(obj) == MONGODB_GROUP else _builtin_errors(obj)
+        if error:
+            errors.append(f"{obj['kind']}/{obj['metadata']['name']}: {error}")
+    assert not errors, "\n".join(errors)
+    kinds = {o["kind"] for o in objects}
+    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "MongoDBCommunity"} <= kinds
+
+
+def test_the_validators_reject_broken_objects() -> None:
+    """Each of the three validators can fail (so the test above means something)."""
+    objects = render("prod")
+    deployment = json.loads(json.dumps(_one(objects, "Deployment", "logriver-ingest")))
+    deployment["spec"]["replicas"] = "two"
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}
+    assert "two" in _builtin_errors(deployment) or "livenessprobe" in _builtin_errors(deployment)
+    mongodb = json.loads(json.dumps(_one(objects, "MongoDBCommunity", "logriver-mongodb")))
+    mongodb["spec"]["type"] = "Cluster"
+    mongodb["spec"]["members"] = "three"
+    error = _mongodb_errors(mongodb)
+    assert "Cluster" in error
+    assert "three" in error
+    topic = json.loads(json.dumps(_one(objects, "KafkaTopic", "logs.v1")))
+    topic["spec"]["partitions"] = "six"
+    kafka = json.loads(json.dumps(_one(objects, "Kafka", "logriver")))
+    del kafka["spec"]["kafka"]["listeners"]
+    topic_error, kafka_error = _strimzi_errors([topic, kafka])
+    assert "partitions" in topic_error
+    assert "listeners" in kafka_error
+
+
+# --- workloads ------------------------------------------------------------------
+
+
+def _workloads(objects: tuple[Obj, ...]) -> Iterator[Obj]:
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            yield obj
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_workload_is_locked_down_and_sized(overlay: str) -> None:
+    workloads = list(_workloads(render(overlay)))
+    assert workloads
+    for workload in workloads:
+        name = workload["metadata"]["name"]
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] > 0, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["automountServiceAccountToken"] is False, name
+        for container in pod["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["readOnlyRootFilesystem"] is True, name
+            assert ctx["allowPrivilegeEscalation"] is False, name
+            assert ctx["capabilities"]["drop"] == ["ALL"], name
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= set(resources["requests"]), name
+            assert "memory" in resources["limits"], name
+            image = container["image"]
+            assert re.fullmatch(r"[\w./-]+:[\w.-]+", image), f"{name}: untagged {image}"
+            assert not image.endswith(":latest"), name
+            assert container["livenessProbe"], name
+            assert container["readinessProbe"], name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_services_probe_health_and_expose_their_port(overlay: str) -> None:
+    objects = render(overlay)
+    for service in envvars.SERVICES:
+        deployment = _one(objects, "Deployment", f"logriver-{service}")
+        pod = deployment["spec"]["template"]
+        (container,) = pod["spec"]["containers"]
+        port = envvars.PORTS[service]
+        assert container["command"] == ["python", "-m", f"logriver_{service}"]
+        assert container["ports"] == [{"name": "http", "containerPort": port}]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert "/tmp" in mounts  # noqa: S108 - writable scratch under a read-only root
+        svc = _one(objects, "Service", f"logriver-{service}")
+        assert svc["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+        labels = pod["metadata"]["labels"]
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert svc["spec"]["ports"] == [{"name": "http", "port": port, "targetPort": "http"}]
+        if overlay == "prod":
+            assert container["image"].startswith(f"ghcr.io/logriver/logriver-{service}:")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_hpas_pdbs_and_partition_bound_consumers(overlay: str) -> None:
+    objects = render(overlay)
+    topic = _one(objects, "KafkaTopic", "logs.v1")
+    partitions = topic["spec"]["partitions"]
+    assert partitions == 6
+    hpa_targets = {
+        h["spec"]["scaleTargetRef"]["name"] for h in _find(objects, "HorizontalPodAutoscaler")
+    }
+    assert hpa_targets == {f"logriver-{s}" for s in HPA_SERVICES}
+    for service in HPA_SERVICES:
+        hpa = _one(objects, "HorizontalPodAutoscaler", f"logriver-{service}")
+        assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+        pdb = _one(objects, "PodDisruptionBudget", f"logriver-{service}")
+        deployment = _one(objects, "Deployment", f"logriver-{service}")
+        assert (
+            pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        )
+        # A PDB must leave room to drain a node at the HPA's minimum.
+        if "minAvailable" in pdb["spec"]:
+            assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
+    for service in CONSUMERS:
+        replicas = _one(objects, "Deployment", f"logriver-{service}")["spec"]["replicas"]
+        # More consumers than partitions would sit idle (docs/operations.md).
+        assert 1 <= replicas <= partitions, f"{service}: {replicas} > {partitions} partitions"
+
+
+# --- Kafka, MongoDB, Jaeger, Ingress ------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kafka_is_kraft_with_the_pipelines_topics(overlay: str) -> None:
+    objects = render(overlay)
+    (kafka,) = _find(objects, "Kafka")
+    assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
+    assert kafka["metadata"]["annotations"]["strimzi.io/node-pools"] == "enabled"
+    assert kafka["spec"]["kafka"]["version"] == "4.1.1"
+    config = kafka["spec"]["kafka"]["config"]
+    assert config["auto.create.topics.enable"] is False
+    assert config["log.retention.hours"] == 168
+    (pool,) = _find(objects, "KafkaNodePool")
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+    assert set(pool["spec"]["roles"]) == {"controller", "broker"}
+    nodes = pool["spec"]["replicas"]
+    assert config["min.insync.replicas"] < nodes or nodes == config["min.insync.replicas"] == 1
+    topics = {t["spec"]["topicName"]: t for t in _find(objects, "KafkaTopic")}
+    assert set(topics) == {"logs.v1", "logs.v1.dlq"}
+    for topic in topics.values():
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        assert topic["spec"]["replicas"] <= nodes
+    assert topics["logs.v1"]["spec"]["config"]["retention.ms"] == 168 * 3600 * 1000
+    listener = next(lst for lst in kafka["spec"]["kafka"]["listeners"] if not lst["tls"])
+    bootstrap = f"{kafka['metadata']['name']}-kafka-bootstrap:{listener['port']}"
+    env = _config_values(objects, "logriver-kafka")
+    assert env["LOGRIVER_KAFKA_BOOTSTRAP_SERVERS"] == bootstrap
+    assert env["LOGRIVER_KAFKA_TOPIC"] == "logs.v1"
+    assert env["LOGRIVER_KAFKA_DLQ_TOPIC"] == "logs.v1.dlq"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_mongodb_is_a_three_member_replica_set(overlay: str) -> None:
+    objects = render(overlay)
+    (mongodb,) = _find(objects, "MongoDBCommunity")
+    spec = mongodb["spec"]
+    assert spec["type"] == "ReplicaSet"
+    assert spec["members"] == 3
+    assert spec["version"].startswith("6.0.")
+    (user,) = spec["users"]
+    assert {"name": "readWrite", "db": "logriver"} in user["roles"]
+    password = user["passwordSecretRef"]["name"]
+    # The template in the base; the dev overlay fills it; prod expects it to exist.
+    assert _find(render("base"), "Secret", password)
+    assert bool(_find(objects, "Secret", password)) == (overlay == "dev")
+
+
+def _config_values(objects: tuple[Obj, ...], generated: str) -> dict[str, str]:
+    """The data of the ConfigMap generated as ``generated`` (name has a hash suffix)."""
+    found = [
+        o
+        for o in _find(objects, "ConfigMap")
+        if re.fullmatch(rf"{generated}-[a-z0-9]{{10}}", o["metadata"]["name"])
+    ]
+    assert len(found) == 1, generated
+    data: dict[str, str] = found[0]["data"]
+    return data
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_jaeger_v2_receives_the_services_otlp(overlay: str) -> None:
+    objects = render(overlay)
+    deployment = _one(objects, "Deployment", "jaeger")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "jaegertracing/jaeger:2.13.0"
+    config_map = deployment["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"]
+    config = yaml.safe_load(_one(objects, "ConfigMap", config_map)["data"]["config.yaml"])
+    # The same pipeline as the local stack, listening on all interfaces.
+    local = (ROOT / "scripts/devstack/src/devstack/resources/jaeger.yaml").read_text()
+    assert config == yaml.safe_load(local.replace("127.0.0.1:", "0.0.0.0:"))
+    service = _one(objects, "Service", "jaeger")
+    grpc = next(p for p in service["spec"]["ports"] if p["name"] == "otlp-grpc")
+    endpoint = _config_values(objects, "logriver-common")["LOGRIVER_OTEL_ENDPOINT"]
+    assert endpoint == f"http://jaeger:{grpc['port']}"
+    assert config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(f":{grpc['port']}")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ingresses_route_to_the_services_and_keep_sse_streaming(overlay: str) -> None:
+    objects = render(overlay)
+    ingresses = {i["metadata"]["name"]: i for i in _find(objects, "Ingress")}
+    assert set(ingresses) == {"logriver-ingest", "logriver-query", "logriver-stream"}
+    for name, ingress in ingresses.items():
+        assert ingress["spec"]["ingressClassName"] == "nginx"
+        (rule,) = ingress["spec"]["rules"]
+        backend = rule["http"]["paths"][0]["backend"]["service"]
+        assert backend["name"] == name
+        assert _one(objects, "Service", name)["spec"]["ports"][0]["name"] == backend["port"]["name"]
+        if overlay == "prod":
+            assert ingress["spec"]["tls"][0]["hosts"] == [rule["host"]]
+    stream = ingresses["logriver-stream"]["metadata"]["annotations"]
+    assert stream["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert int(stream["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+    assert int(stream["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
+
+
+# --- environment ------------------------------------------------------------------
+
+
+def _container_env(objects: tuple[Obj, ...], service: str) -> dict[str, tuple[str, Obj]]:
+    """Name -> (where it comes from, the source) for the service's container."""
+    deployment = _one(objects, "Deployment", f"logriver-{service}")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env: dict[str, tuple[str, Obj]] = {}
+    for source in container.get("envFrom", []):
+        assert set(source) == {"configMapRef"}, "secrets come in one by one (secretKeyRef)"
+        config_map = _one(objects, "ConfigMap", source["configMapRef"]["name"])
+        for key in config_map["data"]:
+            assert key not in env, f"{service}: {key} set twice"
+            env[key] = ("configmap", config_map)
+    for item in container.get("env", []):
+        assert item["name"] not in env, f"{service}: {item['name']} set twice"
+        if "value" in item:
+            env[item["name"]] = ("value", item)
+        else:
+            (kind,) = item["valueFrom"]
+            env[item["name"]] = (kind, item["valueFrom"][kind])
+    return env
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", envvars.SERVICES)
+def test_every_variable_the_code_reads_is_set_and_nothing_else(overlay: str, service: str) -> None:
+    objects = render(overlay)
+    env = _container_env(objects, service)
+    missing = envvars.required(service) - set(env)
+    assert not missing, f"{overlay}/{service} reads but the manifests do not set: {sorted(missing)}"
+    unread = set(env) - envvars.readable_names(service)
+    assert not unread, f"{overlay}/{service} does not read (typo?): {sorted(unread)}"
+    values = {
+        name: source["data"][name] for name, (kind, source) in env.items() if kind == "configmap"
+    }
+    prefix = f"LOGRIVER_{service.upper()}_"
+    assert values[f"{prefix}HOST"] == "0.0.0.0"
+    assert values[f"{prefix}PORT"] == str(envvars.PORTS[service])
+    assert values["LOGRIVER_MODE"] == ("production" if overlay == "prod" else "local")
+    for name in envvars.secrets(service):
+        kind, ref = env[name]
+        assert kind == "secretKeyRef", f"{service}: secret {name} comes from {kind}"
+        _check_secret_ref(objects, overlay, ref)
+
+
+def _check_secret_ref(objects: tuple[Obj, ...], overlay: str, ref: Obj) -> None:
+    (mongodb,) = _find(objects, "MongoDBCommunity")
+    operator_made = {
+        f"{mongodb['metadata']['name']}-{u['db']}-{u['name']}" for u in mongodb["spec"]["users"]
+    }
+    if ref["name"] in operator_made:
+        # Written by the MongoDB operator, with these keys.
+        assert ref["key"] in ("connectionString.standard", "connectionString.standardSrv")
+        return
+    templates = {s["metadata"]["name"]: s for s in _find(render("base"), "Secret")}
+    assert ref["name"] in templates, f"no Secret template for {ref['name']}"
+    assert ref["key"] in templates[ref["name"]]["stringData"], ref
+    in_overlay = _find(objects, "Secret", ref["name"])
+    if overlay == "prod":
+        assert not in_overlay, "prod must not ship secret values"
+    else:
+        (secret,) = in_overlay
+        assert secret["stringData"][ref["key"]] != "REPLACE_ME"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_logriver_variable_is_set_outside_the_services(overlay: str) -> None:
+    objects = render(overlay)
+    every = set().union(*(envvars.readable_names(s) for s in envvars.SERVICES))
+    for config_map in _find(objects, "ConfigMap"):
+        for key in config_map.get("data", {}):
+            if key.startswith("LOGRIVER_"):
+                assert key in every, f"{config_map['metadata']['name']}: nobody reads {key}"
+    for workload in _workloads(objects):
+        if workload["metadata"]["name"].startswith("logriver-"):
+            continue
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            for item in container.get("env", []):
+                assert not item["name"].startswith("LOGRIVER_"), workload["metadata"]["name"]
