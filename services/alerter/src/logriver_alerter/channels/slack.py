@@ -89,7 +89,7 @@ def blocks(message: AlertMessage) -> list[dict[str, Any]]:
 
 def fallback_text(message: AlertMessage) -> str:
     return (
-        f"{_EMOJI[message.kind]} {message.title}: {message.value_text()} "
+        f"{_EMOJI[message.kind]} {_escape(message.title)}: {_escape(message.value_text())} "
         f"over {message.window_text()} <{message.console_url}|search logs>"
     )
 

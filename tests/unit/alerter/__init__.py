@@ -1,0 +1,1 @@
+"""Alerter unit tests: no network."""

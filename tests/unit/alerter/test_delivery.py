@@ -1,0 +1,128 @@
+"""Delivery lanes: retries with backoff, every attempt recorded, lanes independent."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import cast
+
+import httpx
+import pytest
+
+from logriver_alerter.delivery import Dispatcher, backoff_delay
+from logriver_alerter.message import AlertMessage
+from logriver_alerter.rules import Channel
+from logriver_alerter.settings import AlerterSettings
+from logriver_alerter.store import Notification, Store
+from tests.stack import eventually
+from tests.unit.alerter.fakes import FakeStore
+
+NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+MESSAGE = AlertMessage(
+    kind="firing", alert_id=1, rule_id="r", rule_name="r", severity="warning", labels={},
+    service="api", condition="count", level="ERROR", value=9, threshold=5, matched=9,
+    total=9, window_seconds=60, top_messages=[], sample_trace_id=None, started_at=NOW,
+    console_url="http://c.test/?service=api", trace_url=None,
+)  # fmt: skip
+
+
+def notification(channel: str, id_: int = 1) -> Notification:
+    return Notification(id_, 1, channel, "firing", MESSAGE, 0)
+
+
+def dispatcher(handler: httpx.MockTransport, **settings: float) -> tuple[Dispatcher, FakeStore]:
+    store = FakeStore([])
+    for name in ("good", "bad", "slow"):
+        store.channels[name] = Channel.model_validate(
+            {"name": name, "config": {"type": "webhook", "url": f"http://{name}.test/"}}
+        )
+    config = AlerterSettings.model_validate(
+        {
+            "delivery_backoff_s": 0.01,
+            "delivery_max_attempts": 3,
+            "delivery_timeout_s": 0.2,
+            **settings,
+        }
+    )
+    return Dispatcher(cast(Store, store), config, httpx.AsyncClient(transport=handler)), store
+
+
+def test_backoff_is_exponential_jittered_and_capped() -> None:
+    for attempt in range(1, 10):
+        delay = backoff_delay(attempt, 1.0, 8.0)
+        ceiling = min(8.0, 2.0 ** (attempt - 1))
+        assert ceiling / 2 <= delay <= ceiling
+
+
+async def test_retries_until_delivered_and_records_every_attempt() -> None:
+    answers = iter([500, 503, 200])
+    transport = httpx.MockTransport(lambda request: httpx.Response(next(answers)))
+    delivery, store = dispatcher(transport)
+    assert await delivery.deliver(notification("good"))
+    assert [(a["attempt"], a["status_code"], a["outcome"]) for a in store.attempts] == [
+        (1, 500, "retry"),
+        (2, 503, "retry"),
+        (3, 200, "delivered"),
+    ]
+
+
+async def test_refusals_are_not_retried_and_unknown_channels_fail() -> None:
+    delivery, store = dispatcher(httpx.MockTransport(lambda request: httpx.Response(400)))
+    assert not await delivery.deliver(notification("bad"))
+    assert [(a["attempt"], a["outcome"]) for a in store.attempts] == [(1, "failed")]
+    assert not await delivery.deliver(notification("missing"))
+    assert store.attempts[-1]["error"] == "channel does not exist"
+
+
+async def test_a_hanging_channel_does_not_hold_up_another() -> None:
+    release = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "slow.test":
+            await release.wait()
+        return httpx.Response(200)
+
+    delivery, store = dispatcher(httpx.MockTransport(handle), delivery_timeout_s=5.0)
+    delivery.submit([notification("slow", 1), notification("good", 2)])
+    try:
+        await eventually(
+            lambda: _true(any(a["channel"] == "good" for a in store.attempts)),
+            within=2,
+            interval=0.01,
+            what="the good channel delivered",
+        )
+        assert not any(a["channel"] == "slow" for a in store.attempts)
+    finally:
+        release.set()
+        await delivery.stop()
+
+
+async def test_a_full_lane_hands_notifications_back_to_the_outbox() -> None:
+    release = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(200)
+
+    delivery, store = dispatcher(httpx.MockTransport(handle), delivery_queue_size=1)
+    # Submitting never waits: one fits the lane, the rest wait in the outbox for the sweeper.
+    delivery.submit([notification("slow", i) for i in range(1, 5)])
+    try:
+        await eventually(
+            lambda: _true(len(store.released) == 3), within=2, interval=0.01, what="released"
+        )
+        assert sorted(store.released) == [2, 3, 4]
+    finally:
+        release.set()
+        await delivery.stop()
+
+
+@pytest.mark.parametrize("status", [408, 429, 502])
+async def test_transient_statuses_are_retried(status: int) -> None:
+    delivery, store = dispatcher(httpx.MockTransport(lambda request: httpx.Response(status)))
+    assert not await delivery.deliver(notification("good"))
+    assert [a["outcome"] for a in store.attempts] == ["retry", "retry", "failed"]
+
+
+async def _true(value: bool) -> bool:
+    return value
