@@ -8,7 +8,18 @@ import sys
 import time
 from types import ModuleType
 
-from devstack import jaeger, kafka, kustomize, mongo, paths, postgres, process, redis, services
+from devstack import (
+    chromium,
+    jaeger,
+    kafka,
+    kustomize,
+    mongo,
+    paths,
+    postgres,
+    process,
+    redis,
+    services,
+)
 from devstack.process import StackError
 
 # Start order: storage first, then the broker, then telemetry.
@@ -19,8 +30,9 @@ PARTS: list[tuple[str, ModuleType]] = [
     ("kafka", kafka),
     ("jaeger", jaeger),
 ]
-# Installed only, never started: kustomize renders deploy/k8s in the deploy tests.
-TOOLS: list[tuple[str, ModuleType]] = [("kustomize", kustomize)]
+# Installed only, never started: kustomize renders deploy/k8s in the deploy tests;
+# chromium runs the query console's browser test.
+TOOLS: list[tuple[str, ModuleType]] = [("kustomize", kustomize), ("chromium", chromium)]
 
 
 def install() -> None:
