@@ -97,6 +97,11 @@ def test_dependencies_wait_for_health_or_completion(compose: dict[str, Any]) -> 
         expected_deps = {dep for var, dep in needs.items() if var in reads}
         assert set(services[name]["depends_on"]) == expected_deps, name
     assert set(services["mongo-init"]["depends_on"]) == {"mongo1", "mongo2", "mongo3"}
+    # `docker compose up --wait` accepts a one-shot job's exit only when a
+    # long-running service waits for it to complete (README quick start).
+    for job in INIT_JOBS:
+        adopters = [n for n in envvars.SERVICES if job in services[n].get("depends_on", {})]
+        assert adopters, f"no long-running service waits for {job}"
     assert set(services["kafka-init"]["depends_on"]) == {"kafka"}
 
 
