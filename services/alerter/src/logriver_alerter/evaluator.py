@@ -78,11 +78,14 @@ class Evaluator:
         # not end after it, or a lagging consumer would see a quiet service.
         self.lagging: dict[int, datetime] = {}
         self.active: dict[Fingerprint, ActiveState] = {}
+        # Rules whose selectors match a service; globs are matched once per rule refresh.
+        self._matching: dict[str, list[Rule]] = {}
 
     # -- configuration ------------------------------------------------------------------------
 
     async def refresh(self) -> None:
         self.rules = [r for r in await self.store.list_rules() if r.enabled]
+        self._matching.clear()
         self.silences = await self.store.list_silences(active_at=self.clock())
         rule_ids = {r.id for r in self.rules}
         # Deleting or disabling a rule closes its incidents in PostgreSQL; forget them here.
@@ -182,14 +185,18 @@ class Evaluator:
         for service in services:
             end = self.watermark(self.partition_of[service], now)
             window = self.windows.get(service)
-            candidates = {r.id: r for r in self.rules if r.matches(service)}
+            matching = self._matching.get(service)
+            if matching is None:
+                matching = self._matching[service] = [r for r in self.rules if r.matches(service)]
+            candidates = {r.id: r for r in matching}
+            matching_ids = set(candidates)
             for rule_id, svc in self.active:
                 if svc == service and rule_id in rules_by_id:
                     candidates.setdefault(rule_id, rules_by_id[rule_id])
             for rule in candidates.values():
                 counts = window.counts(rule.window_seconds, end) if window else zeros
                 verdict = judge(rule, counts)
-                if not rule.matches(service):  # the selector changed under an open incident
+                if rule.id not in matching_ids:  # the selector changed under an open incident
                     verdict = Verdict(False, verdict.value, verdict.matched, verdict.total)
                 metrics.EVALUATIONS.inc()
                 action = decide(
@@ -205,6 +212,7 @@ class Evaluator:
                 if window.empty and not any(f[1] == service for f in self.active):
                     del self.windows[service]
                     del self.partition_of[service]
+                    self._matching.pop(service, None)
         return plan
 
     async def _carry_out(
