@@ -13,6 +13,7 @@ The tools live in the devstack cache (``uv run devstack install`` puts them ther
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -389,6 +390,27 @@ def test_every_variable_the_code_reads_is_set_and_nothing_else(overlay: str, ser
         kind, ref = env[name]
         assert kind == "secretKeyRef", f"{service}: secret {name} comes from {kind}"
         _check_secret_ref(objects, overlay, ref)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", envvars.SERVICES)
+def test_the_settings_class_accepts_the_rendered_environment(
+    overlay: str, service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Start-up validation passes (in prod: production mode, so no local defaults).
+
+    Secret values are not in the manifests; each gets a stand-in value."""
+    objects = render(overlay)
+    for key in [k for k in os.environ if k.startswith("LOGRIVER_")]:
+        monkeypatch.delenv(key)
+    for name, (kind, source) in _container_env(objects, service).items():
+        if kind == "configmap":
+            monkeypatch.setenv(name, source["data"][name])
+        else:
+            monkeypatch.setenv(name, f"stand-in-{source['name']}-{source['key']}")
+    settings = envvars.settings_class(service)()
+    assert getattr(settings, "mode", None) == ("production" if overlay == "prod" else "local")
+    assert getattr(settings, "port", None) == envvars.PORTS[service]
 
 
 def _check_secret_ref(objects: tuple[Obj, ...], overlay: str, ref: Obj) -> None:
