@@ -83,6 +83,8 @@ class Redactor:
                 else:
                     continue
             if rule.luhn:
+                if len(text) < _MIN_CARD_DIGITS:
+                    continue
                 if digits < 0:
                     digits = len(text) - len(text.translate(_DELETE_DIGITS))
                 if digits < _MIN_CARD_DIGITS:
