@@ -27,7 +27,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from devstack import kustomize
+from devstack import jaeger, kustomize
 from tests.unit.deploy import envvars
 from tests.unit.deploy.conftest import ROOT
 
@@ -325,6 +325,33 @@ def test_jaeger_v2_receives_the_services_otlp(overlay: str) -> None:
     endpoint = _config_values(objects, "logriver-common")["LOGRIVER_OTEL_ENDPOINT"]
     assert endpoint == f"http://jaeger:{grpc['port']}"
     assert config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(f":{grpc['port']}")
+
+
+def _jaeger_validate(config: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "jaeger.yaml"
+    path.write_text(config)
+    return subprocess.run(
+        [str(_tool(jaeger._binary())), "validate", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_jaeger_accepts_its_configuration(tmp_path: Path) -> None:
+    """The real Jaeger 2.13 binary (the local stack's) validates the ConfigMap."""
+    objects = render("prod")
+    config_maps = [c for c in _find(objects, "ConfigMap") if "config.yaml" in c.get("data", {})]
+    (config_map,) = config_maps
+    config = config_map["data"]["config.yaml"]
+    result = _jaeger_validate(config, tmp_path)
+    assert result.returncode == 0, result.stderr
+    broken = _jaeger_validate(
+        config.replace("timeout: 200ms", "timeout: 200ms\n    bogus: 1"), tmp_path
+    )
+    assert broken.returncode != 0
+    assert "bogus" in broken.stderr
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
