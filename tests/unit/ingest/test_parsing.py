@@ -126,10 +126,9 @@ async def test_truncated_and_corrupt_gzip_are_400() -> None:
 
 
 def test_object_array_and_ndjson_split() -> None:
-    assert split_items(b'{"a":1}', ndjson=False, max_events=5) == ([{"a": 1}], True)
-    assert split_items(b'[{"a":1},2]', ndjson=False, max_events=5) == ([{"a": 1}, 2], False)
-    items, single = split_items(b'{"a":1}\r\n\n{"b":\n[3]\n', ndjson=True, max_events=5)
-    assert not single
+    assert split_items(b'{"a":1}', ndjson=False, max_events=5) == [{"a": 1}]
+    assert split_items(b'[{"a":1},2]', ndjson=False, max_events=5) == [{"a": 1}, 2]
+    items = split_items(b'{"a":1}\r\n\n{"b":\n[3]\n', ndjson=True, max_events=5)
     assert items[0] == {"a": 1}
     assert isinstance(items[1], LineError)
     assert items[2] == [3]
@@ -155,7 +154,7 @@ def test_bodies_that_are_refused_whole(body: bytes, ndjson: bool, status: int, e
 
 
 def test_invalid_utf8_in_one_ndjson_line_fails_only_that_line() -> None:
-    items, _ = split_items(b'{"a":1}\n{"b":"\xff"}\n', ndjson=True, max_events=5)
+    items = split_items(b'{"a":1}\n{"b":"\xff"}\n', ndjson=True, max_events=5)
     assert items[0] == {"a": 1}
     assert isinstance(items[1], LineError)
     assert "UTF-8" in items[1].message or "utf-8" in items[1].message.lower()

@@ -144,18 +144,18 @@ def _too_many(count: int | str, limit: int) -> ApiError:
     )
 
 
-def split_items(body: bytes, *, ndjson: bool, max_events: int) -> tuple[list[Any], bool]:
-    """(items, was_single_object). 400 for a body that is not JSON at all."""
+def split_items(body: bytes, *, ndjson: bool, max_events: int) -> list[Any]:
+    """The request's items (one for a single object); 400 for a body that is not JSON."""
     if not body.strip():
         raise ApiError(400, "empty_body", "the body holds no events")
     if ndjson:
-        return _split_ndjson(body, max_events), False
+        return _split_ndjson(body, max_events)
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
     if isinstance(value, dict):
-        return [value], True
+        return [value]
     if not isinstance(value, list):
         raise ApiError(
             400,
@@ -166,7 +166,7 @@ def split_items(body: bytes, *, ndjson: bool, max_events: int) -> tuple[list[Any
         raise ApiError(400, "empty_body", "the array holds no events")
     if len(value) > max_events:
         raise _too_many(len(value), max_events)
-    return value, False
+    return value
 
 
 def _split_ndjson(body: bytes, max_events: int) -> list[Any]:

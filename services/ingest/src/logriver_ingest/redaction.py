@@ -112,8 +112,12 @@ class Redactor:
                 if self.masks_key(key):
                     counts[MASKED_KEY_RULE] += 1
                     out[key] = MASK
-                else:
+                elif isinstance(item, str):
+                    out[key] = self.redact_text(item, counts)
+                elif isinstance(item, dict | list):
                     out[key] = self.redact_value(item, counts)
+                else:  # numbers, booleans, null: nothing to mask, no call needed
+                    out[key] = item
             return out
         if isinstance(value, list):
             return [self.redact_value(item, counts) for item in value]

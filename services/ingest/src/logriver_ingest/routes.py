@@ -158,7 +158,7 @@ async def _handle(request: Request, gateway: Gateway, key: ApiKey) -> Response:
             gzip=gzip,
             limits=gateway.body_limits,
         )
-        items, _ = split_items(body, ndjson=ndjson, max_events=gateway.body_limits.max_batch_events)
+        items = split_items(body, ndjson=ndjson, max_events=gateway.body_limits.max_batch_events)
     except ApiError as exc:
         metrics.EVENTS_REJECTED.labels(exc.error).inc()
         raise
