@@ -1,17 +1,16 @@
 """Aggregations over a time window: error summary, histogram, services, top messages.
 
-Each returns plain JSON-ready data (the cache stores it as JSON). Pipelines
-group on ``service``, ``level`` and ``timestamp`` where they can, fields the
-``service_level_timestamp`` index holds, so MongoDB can answer them from the
-index; ``allowDiskUse`` is off and ``maxTimeMS`` bounds every one.
+Each returns plain JSON-ready data (the cache stores it as JSON). The planner
+picks the index: a bare time range uses ``timestamp_id`` (measured: hinting
+``service_level_timestamp`` to make histograms index-only made MongoDB 6.0
+scan every key of the index and fetch every document, 10x slower, see
+docs/query.md). ``allowDiskUse`` is off and ``maxTimeMS`` bounds every one.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
-
-from pymongo.errors import OperationFailure
 
 from logriver_common.documents import LEVELS
 from logriver_query.cursor import from_ms, to_ms
@@ -23,7 +22,6 @@ GroupBy = Literal["level", "service", "none"]
 # "Nice" bucket sizes for the automatic choice, in seconds.
 _NICE = [1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 10800, 21600, 43200, 86400, 604800]
 AUTO_TARGET_BUCKETS = 60
-_BAD_VALUE = 2  # what the server answers for a hint naming a missing index
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -31,37 +29,10 @@ def iso(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-COVERING_INDEX = "service_level_timestamp"
-_COVERED_FIELDS = {"timestamp", "service", "level"}
-
-
 async def _aggregate(
-    collection: Collection,
-    pipeline: list[dict[str, Any]],
-    max_time_ms: int,
-    *,
-    covered: bool = False,
+    collection: Collection, pipeline: list[dict[str, Any]], max_time_ms: int
 ) -> list[dict[str, Any]]:
-    """Run a pipeline; ``covered`` ones may be answered from the index alone.
-
-    The planner prefers ``timestamp_id`` for a bare time range (tighter bounds),
-    but that plan fetches every document. ``service_level_timestamp`` holds all
-    the fields a histogram or per-service count needs, so with it MongoDB never
-    touches the documents (PROJECTION_COVERED; the IXSCAN seeks past each
-    (service, level) prefix to the time range).
-    """
-    options: dict[str, Any] = {"maxTimeMS": max_time_ms, "allowDiskUse": False}
-    match = pipeline[0]["$match"]
-    if covered and set(match) <= _COVERED_FIELDS:
-        options["hint"] = COVERING_INDEX
-    try:
-        cursor = await collection.aggregate(pipeline, **options)
-    except OperationFailure as exc:
-        # The writer creates the indexes; answer slowly rather than not at all without them.
-        if "hint" not in options or exc.code != _BAD_VALUE:
-            raise
-        del options["hint"]
-        cursor = await collection.aggregate(pipeline, **options)
+    cursor = await collection.aggregate(pipeline, maxTimeMS=max_time_ms, allowDiskUse=False)
     return await cursor.to_list()
 
 
@@ -134,16 +105,8 @@ async def histogram(
     max_time_ms: int,
 ) -> dict[str, Any]:
     size_ms = bucket_s * 1000
-    ts_ms = {"$toLong": "$timestamp"}
-    key: dict[str, Any] = {"t": {"$subtract": [ts_ms, {"$mod": [ts_ms, size_ms]}]}}
-    if group_by != "none":
-        key["k"] = f"${group_by}"
-    pipeline: list[dict[str, Any]] = [
-        {"$match": flt.to_mongo()},
-        {"$group": {"_id": key, "n": {"$sum": 1}}},
-        {"$limit": 200_000},
-    ]
-    rows = await _aggregate(collection, pipeline, max_time_ms, covered=True)
+    pipeline = histogram_pipeline(flt, bucket_s, group_by)
+    rows = await _aggregate(collection, pipeline, max_time_ms)
     # Buckets aligned to the epoch, every one present (zeros included) so charts are continuous.
     first = to_ms(flt.window.since) // size_ms * size_ms
     starts = list(range(first, to_ms(flt.window.until), size_ms))
@@ -170,6 +133,19 @@ async def histogram(
     }
 
 
+def histogram_pipeline(flt: LogFilter, bucket_s: int, group_by: GroupBy) -> list[dict[str, Any]]:
+    size_ms = bucket_s * 1000
+    ts_ms = {"$toLong": "$timestamp"}
+    key: dict[str, Any] = {"t": {"$subtract": [ts_ms, {"$mod": [ts_ms, size_ms]}]}}
+    if group_by != "none":
+        key["k"] = f"${group_by}"
+    return [
+        {"$match": flt.to_mongo()},
+        {"$group": {"_id": key, "n": {"$sum": 1}}},
+        {"$limit": 200_000},
+    ]
+
+
 def _group_order(group: str) -> tuple[int, str]:
     return (LEVELS.index(group), group) if group in LEVELS else (len(LEVELS), group)
 
@@ -190,7 +166,7 @@ async def services_summary(
         {"$sort": {"count": -1, "_id": 1}},
         {"$limit": 5000},
     ]
-    rows = await _aggregate(collection, pipeline, max_time_ms, covered=True)
+    rows = await _aggregate(collection, pipeline, max_time_ms)
     return {
         "since": iso(flt.window.since),
         "until": iso(flt.window.until),

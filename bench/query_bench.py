@@ -1,0 +1,290 @@
+"""Query service benchmark: p50/p99 under 20 concurrent clients, and each query's plan.
+
+    uv run python -m bench.query_bench               # 2 million events (takes a while)
+    uv run python -m bench.query_bench --events 200000
+
+Loads events into a unique database (20 services, spread over ``--days``,
+several per millisecond), starts the query service as a real process on it,
+then measures over HTTP:
+
+* filtered page: service + level + a 1 h range (lists are never cached);
+* text search: ``q`` over a 1 h range;
+* 24 h histogram by level: uncached (every request its own aggregation),
+  cold (cache flushed before each burst, so single-flight runs one aggregation
+  per burst) and cached.
+
+Prints a table and the ``explain`` plan of each query (it fails if any plan is
+a COLLSCAN), then drops the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from pymongo import AsyncMongoClient, WriteConcern
+from redis.asyncio import Redis
+
+from logriver_common.auth import DEV_KEY
+from logriver_common.documents import event_to_document
+from logriver_common.event import Level, LogEvent
+from logriver_common.indexes import ensure_log_indexes
+from logriver_query import aggregations
+from logriver_query.filters import parse_filter
+from logriver_query.settings import QuerySettings
+from tests.processes import ServiceProcess
+from tests.stack import STACK
+
+SERVICES = [f"svc-{n:02d}" for n in range(20)]
+LEVELS = list(Level)
+WEIGHTS = [20, 55, 15, 8, 2]
+WORDS = ["checkout", "payment", "inventory", "session", "login", "upload", "report", "search"]
+MESSAGES = [
+    "GET /api/{w}/{n} 200 in {n} ms",
+    "{w} provider timed out after {n} ms",
+    "cache miss for {w}:{n}",
+    "Connection reset by peer while calling {w}",
+    "retrying {w} request (attempt {n})",
+]
+CLIENTS = 20
+BATCH = 50_000
+
+
+@dataclass
+class Result:
+    name: str
+    latencies: list[float]
+    note: str = ""
+
+    def row(self) -> str:
+        ms = sorted(x * 1000 for x in self.latencies)
+        p50 = statistics.median(ms)
+        p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+        return f"{self.name:<34} {len(ms):>6} {p50:>9.1f} {p99:>9.1f}  {self.note}"
+
+
+def batches(total: int, newest: datetime, days: float, seed: int = 7) -> Iterator[list[Any]]:
+    rng = random.Random(seed)
+    span_ms = int(days * 86_400_000)
+    step = span_ms / total
+    for start in range(0, total, BATCH):
+        docs = []
+        for i in range(start, min(total, start + BATCH)):
+            # Several events per millisecond at this rate: shared timestamps are the norm.
+            at = newest - timedelta(milliseconds=int(i * step) // 3 * 3)
+            n = rng.randrange(10_000)
+            # model_construct: the bench's own well-formed data; validation would
+            # only slow the load (the tests cover the validated path).
+            event = LogEvent.model_construct(
+                id=str(uuid.UUID(int=rng.getrandbits(128))),
+                timestamp=at,
+                service=rng.choice(SERVICES),
+                level=rng.choices(LEVELS, WEIGHTS)[0],
+                message=rng.choice(MESSAGES).format(w=rng.choice(WORDS), n=n),
+                host=f"web-{n % 12}",
+                env="prod",
+                trace_id=f"{rng.getrandbits(128):032x}" if n % 10 == 0 else None,
+                metadata={"attempt": n % 5},
+            )
+            docs.append(event_to_document(event, None))
+        yield docs
+
+
+async def load(database: str, total: int, newest: datetime, days: float) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri, tz_aware=True)
+    try:
+        logs = client[database]["logs"]
+        await ensure_log_indexes(logs)
+        started = time.perf_counter()
+        loaded = 0
+        for docs in batches(total, newest, days):
+            await logs.insert_many(docs, ordered=False)
+            loaded += len(docs)
+            rate = loaded / (time.perf_counter() - started)
+            print(f"\r  loaded {loaded:>9,} events ({rate:,.0f}/s)", end="", flush=True)
+        # One w=3 write: every secondary has caught up before the reads start.
+        await logs.with_options(write_concern=WriteConcern(w=3, wtimeout=600_000)).insert_one(
+            event_to_document(LogEvent(service="bench", message="loaded", timestamp=newest), None)
+        )
+        print()
+    finally:
+        await client.close()
+
+
+async def burst(
+    http: httpx.AsyncClient, requests: int, make: Callable[[int], tuple[str, dict[str, Any]]]
+) -> list[float]:
+    """``CLIENTS`` concurrent clients, each sending ``requests`` requests one after another."""
+    latencies: list[float] = []
+
+    async def client(c: int) -> None:
+        for r in range(requests):
+            path, params = make(c * requests + r)
+            started = time.perf_counter()
+            resp = await http.get(path, params=params)
+            latencies.append(time.perf_counter() - started)
+            if resp.status_code != 200:
+                raise RuntimeError(f"{path} {params}: {resp.status_code} {resp.text[:300]}")
+
+    await asyncio.gather(*(client(c) for c in range(CLIENTS)))
+    return latencies
+
+
+async def measure(url: str, newest: datetime, days: float, prefix: str) -> list[Result]:
+    rng = random.Random(3)
+    span_h = int(days * 24) - 1
+
+    def hour(i: int) -> dict[str, str]:
+        end = newest - timedelta(hours=rng.randrange(max(1, span_h)))
+        return {"since": (end - timedelta(hours=1)).isoformat(), "until": end.isoformat()}
+
+    def filtered(i: int) -> tuple[str, dict[str, Any]]:
+        return "/v1/logs", {"service": rng.choice(SERVICES), "level": "ERROR", **hour(i)}
+
+    def text(i: int) -> tuple[str, dict[str, Any]]:
+        return "/v1/logs", {"q": f"{rng.choice(WORDS)} provider timed out", **hour(i)}
+
+    day = {"since": (newest - timedelta(hours=24)).isoformat(), "until": newest.isoformat()}
+
+    def histogram_unique(i: int) -> tuple[str, dict[str, Any]]:
+        # A distinct `until` (by a few ms) per request: a distinct cache key, a real query.
+        until = newest - timedelta(milliseconds=i + 1)
+        return "/v1/stats/histogram", {**day, "until": until.isoformat()}
+
+    def histogram_same(i: int) -> tuple[str, dict[str, Any]]:
+        return "/v1/stats/histogram", day
+
+    redis = Redis.from_url(STACK.redis_url)
+    results = []
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": DEV_KEY}, timeout=60) as http:
+        await burst(http, 2, filtered)  # warm connections and MongoDB's cache
+        results.append(Result("filtered page (svc+level+1h)", await burst(http, 10, filtered)))
+        results.append(Result("text search (q, 1h)", await burst(http, 10, text)))
+        results.append(
+            Result(
+                "24h histogram uncached",
+                await burst(http, 3, histogram_unique),
+                "each request its own aggregation",
+            )
+        )
+        cold: list[float] = []
+        for _ in range(5):
+            keys = [k async for k in redis.scan_iter(match=f"{prefix}*")]
+            if keys:
+                await redis.delete(*keys)
+            cold += await burst(http, 1, histogram_same)
+        results.append(Result("24h histogram cold", cold, "cache flushed; single-flight"))
+        results.append(Result("24h histogram cached", await burst(http, 10, histogram_same)))
+    await redis.aclose()
+    return results
+
+
+def plan_summary(explain: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    stages: list[str] = []
+    stats: dict[str, Any] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            stage = node.get("stage")
+            if isinstance(stage, str):
+                index = node.get("indexName")
+                stages.append(f"{stage}({index})" if index else stage)
+            for key in ("totalKeysExamined", "totalDocsExamined", "nReturned"):
+                if key in node and key not in stats:
+                    stats[key] = node[key]
+            for key, value in node.items():
+                if key not in ("rejectedPlans", "allPlansExecution"):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(explain)
+    return " <- ".join(dict.fromkeys(stages)), stats
+
+
+async def explain_all(database: str, newest: datetime) -> list[tuple[str, str, dict[str, Any]]]:
+    settings = QuerySettings()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri, tz_aware=True)
+    db = client[database]
+    window = {
+        "since": [(newest - timedelta(hours=2)).isoformat()],
+        "until": [(newest - timedelta(hours=1)).isoformat()],
+    }
+    sort = {"timestamp": -1, "_id": -1}
+    out = []
+    try:
+        for name, params in (
+            ("filtered page", {**window, "service": ["svc-07"], "level": ["ERROR"]}),
+            ("text search", {**window, "q": ["payment provider timed out"]}),
+        ):
+            flt = parse_filter(params, settings, newest)
+            command = {"find": "logs", "filter": flt.to_mongo(), "sort": sort, "limit": 101}
+            explain = await db.command("explain", command, verbosity="executionStats")
+            out.append((name, *plan_summary(explain)))
+        day = {"since": [(newest - timedelta(hours=24)).isoformat()], "until": [newest.isoformat()]}
+        flt = parse_filter(day, settings, newest)
+        pipeline = aggregations.histogram_pipeline(flt, 1800, "level")
+        command = {"aggregate": "logs", "pipeline": pipeline, "cursor": {}}
+        explain = await db.command("explain", command, verbosity="executionStats")
+        out.append(("24h histogram", *plan_summary(explain)))
+    finally:
+        await client.close()
+    return out
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--days", type=float, default=7.0, help="the span the events cover")
+    parser.add_argument("--keep", action="store_true", help="do not drop the database")
+    args = parser.parse_args()
+    database = f"bench_query_{uuid.uuid4().hex[:8]}"
+    prefix = f"bench-{uuid.uuid4().hex[:6]}:"
+    newest = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    print(f"query bench: {args.events:,} events over {args.days} days in {database}")
+    service: ServiceProcess | None = None
+    try:
+        await load(database, args.events, newest, args.days)
+        env = {
+            "LOGRIVER_MONGO_DATABASE": database,
+            "LOGRIVER_OTEL_ENABLED": "false",
+            "LOGRIVER_REDIS_KEY_PREFIX": prefix,
+            "LOGRIVER_QUERY_CACHE_TTL_SECONDS": "120",
+            "LOGRIVER_LOG_LEVEL": os.environ.get("LOGRIVER_LOG_LEVEL", "WARNING"),
+        }
+        service = ServiceProcess("query", env, tag="bench").start().wait_ready()
+        results = await measure(service.url, newest, args.days, prefix)
+        plans = await explain_all(database, newest)
+    finally:
+        if service is not None:
+            service.terminate()
+        if not args.keep:
+            client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri)
+            await client.drop_database(database)
+            await client.close()
+    per_day = args.events / args.days
+    print(f"\n{CLIENTS} concurrent clients; ~{per_day:,.0f} events per day in the data set")
+    print(f"{'query':<34} {'n':>6} {'p50 ms':>9} {'p99 ms':>9}  note")
+    for result in results:
+        print(result.row())
+    print("\nexplain (winning plan, executionStats):")
+    for name, plan, stats in plans:
+        print(f"  {name:<14} {plan}")
+        print(f"  {'':<14} {stats}")
+    if any("COLLSCAN" in plan for _, plan, _ in plans):
+        raise SystemExit("a query plan is a COLLSCAN")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
