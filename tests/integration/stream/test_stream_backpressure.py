@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import httpx
 import orjson
 import pytest
 
@@ -17,6 +18,13 @@ pytestmark = pytest.mark.integration
 
 TOTAL = 10_000
 PADDING = "x" * 2_000  # 20 MB in all: far more than socket buffers plus one queue
+
+
+def _metric(exposition: str, name: str) -> float:
+    for line in exposition.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not exposed")
 
 
 class StalledClient:
@@ -106,5 +114,13 @@ async def test_slow_client_gets_dropped_while_fast_client_misses_nothing(
         assert len(seqs) + sum(dropped) == TOTAL  # every event delivered or accounted for
         assert seqs == sorted(set(seqs))  # skipping ahead never reorders or repeats
         assert seqs[-1] == TOTAL - 1  # it skipped ahead to the newest
+        async with httpx.AsyncClient(base_url=proc.url) as client:
+            exposed = (await client.get("/metrics")).text
+        assert _metric(exposed, 'logriver_stream_events_dropped_total{transport="sse"}') == sum(
+            dropped
+        )
+        delivered = _metric(exposed, 'logriver_stream_events_delivered_total{transport="sse"}')
+        assert delivered == TOTAL + len(seqs)
+        assert _metric(exposed, 'logriver_stream_delivery_latency_seconds_count{transport="sse"}')
     finally:
         slow.close()

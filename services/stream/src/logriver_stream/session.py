@@ -130,7 +130,7 @@ class Session:
                             break
                         if batch:
                             await out.records(batch)
-                            self._observe(batch)
+                            self._observe(batch, live=False)
                             metrics.REPLAYED.inc(len(batch))
                             last_id = batch[-1].cursor
                             next_beat = time.monotonic() + heartbeat
@@ -166,9 +166,11 @@ class Session:
                 last_id = batch_.records[-1].cursor
             next_beat = time.monotonic() + heartbeat
 
-    def _observe(self, records: Sequence[StreamRecord]) -> None:
+    def _observe(self, records: Sequence[StreamRecord], *, live: bool = True) -> None:
         transport = self.subscriber.transport
         metrics.DELIVERED.labels(transport).inc(len(records))
+        if not live:
+            return  # replayed events are old by design; latency is about live delivery
         latency = metrics.LATENCY.labels(transport)
         now = time.time()
         for record in records:
