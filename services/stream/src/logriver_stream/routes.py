@@ -33,6 +33,7 @@ def _context(request: Request | WebSocket) -> StreamContext:
     "/v1/stream",
     description=_STREAM_DESCRIPTION,
     response_class=EventStreamResponse,
+    status_code=200,
     responses={
         200: {"content": {"text/event-stream": {}}},
         400: {"description": "invalid_filter or invalid_resume"},
