@@ -260,8 +260,8 @@ async def run(args: argparse.Namespace) -> list[Row]:
             )
             rows.append(row)
             print(_format(row), flush=True)
-            if row.p99_ms > 1000:
-                break
+            if row.p99_ms > 1000 and target >= args.clients:
+                break  # past 1 s, and the headline client count has been measured
     finally:
         stop.set()
         if producer is not None:
@@ -274,9 +274,10 @@ async def run(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
-def _steps(first: int, most: int) -> list[int]:
-    steps = sorted({first, *range(500, most + 1, 500)} - {0})
-    return [s for s in steps if s <= most] or [first]
+def _steps(headline: int, most: int) -> list[int]:
+    """250, 500, then every 500 up to ``most``, always including ``headline``."""
+    steps = sorted({headline, 250, *range(500, most + 1, 500)})
+    return [s for s in steps if s <= max(most, headline)]
 
 
 _HEADER = (
