@@ -21,7 +21,7 @@ from typing import Any
 
 from logriver_client.queue import DropOldestQueue
 from logriver_client.records import (
-    RESERVED_RECORD_ATTRS,
+    PLAIN_RECORD_SIZE,
     PendingRecord,
     check_service,
     encode_event,
@@ -111,7 +111,8 @@ class LogriverHandler(logging.Handler):
         )
         self._ignored = tuple(ignore_loggers)
         self._ignored_prefixes = tuple(f"{name}." for name in self._ignored)
-        self._capture_trace = capture_trace
+        # Looked up once here, not per record; None without opentelemetry-api.
+        self._trace = _otel() if capture_trace else None
         self._queue: DropOldestQueue[PendingRecord] = DropOldestQueue(
             queue_size, wake_at=self.batch_size
         )
@@ -159,15 +160,15 @@ class LogriverHandler(logging.Handler):
             message = f"{message}\n{record.exc_text}"
         if record.stack_info:
             message = f"{message}\n{record.stack_info}"
-        extra_keys = record.__dict__.keys() - RESERVED_RECORD_ATTRS
-        extras = {key: record.__dict__[key] for key in extra_keys} if extra_keys else None
+        attrs = record.__dict__
+        # A record with ``extra`` has more attributes than a plain one. Picking the extra
+        # fields out is left to the sender thread: the app's thread only keeps a reference.
+        extras = attrs if len(attrs) > PLAIN_RECORD_SIZE else None
         trace_id = span_id = 0
-        if self._capture_trace:
-            otel = _otel()
-            if otel is not None:
-                context = otel.get_current_span().get_span_context()
-                if context.is_valid:
-                    trace_id, span_id = context.trace_id, context.span_id
+        if self._trace is not None:
+            context = self._trace.get_current_span().get_span_context()
+            if context.is_valid:
+                trace_id, span_id = context.trace_id, context.span_id
         return PendingRecord(
             created=record.created,
             levelno=record.levelno,

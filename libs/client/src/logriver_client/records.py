@@ -13,9 +13,8 @@ import logging
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from logriver_client.ids import new_event_id
 
@@ -52,14 +51,9 @@ _LEVEL_ALIASES = {
 }
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
-RESERVED_RECORD_ATTRS = frozenset(
-    [
-        *logging.LogRecord("", 0, "", 0, "", (), None).__dict__,
-        "message",
-        "asctime",
-        "taskName",
-    ]
-)
+_PLAIN_RECORD_ATTRS = logging.LogRecord("", 0, "", 0, "", (), None).__dict__
+PLAIN_RECORD_SIZE = len(_PLAIN_RECORD_ATTRS)
+RESERVED_RECORD_ATTRS = frozenset([*_PLAIN_RECORD_ATTRS, "message", "asctime", "taskName"])
 
 
 def level_name(levelno: int) -> str:
@@ -153,6 +147,21 @@ def _sanitize(value: object, depth: int, budget: _KeyBudget) -> Any:
     return _leaf(value)
 
 
+def _size_upper_bound(clean: dict[str, Any]) -> int:
+    """A cheap bound on the JSON size of flat metadata (the usual case), so that most
+    events skip a second serialisation; nested values make it give up (very large)."""
+    total = 2
+    for key, value in clean.items():
+        total += 4 * len(key) + 4
+        if isinstance(value, str):
+            total += 6 * len(value) + 2  # worst case: every character escaped as \uXXXX
+        elif value is None or isinstance(value, bool | int | float):
+            total += 32
+        else:
+            return MAX_METADATA_BYTES * 2
+    return total
+
+
 def sanitize_metadata(metadata: Mapping[str, object]) -> dict[str, Any]:
     """Bounded, JSON-safe metadata that the gateway accepts.
 
@@ -161,8 +170,9 @@ def sanitize_metadata(metadata: Mapping[str, object]) -> dict[str, Any]:
     """
     budget = _KeyBudget(MAX_METADATA_KEYS - 1)
     clean: dict[str, Any] = _sanitize(metadata, 1, budget)
-    size = len(json.dumps(clean, ensure_ascii=False).encode())
-    if size > MAX_METADATA_BYTES - 32:
+    if _size_upper_bound(clean) > MAX_METADATA_BYTES - 32 and (
+        len(json.dumps(clean, ensure_ascii=False).encode()) > MAX_METADATA_BYTES - 32
+    ):
         fitted: dict[str, Any] = {}
         used = 2
         for key, item in clean.items():
@@ -178,13 +188,14 @@ def sanitize_metadata(metadata: Mapping[str, object]) -> dict[str, Any]:
     return clean
 
 
-@dataclass(slots=True)
-class PendingRecord:
+class PendingRecord(NamedTuple):
     """What ``emit`` captures in the caller's thread: cheap to build, no JSON yet.
 
-    Serialising happens later in the sender thread so the logging call stays fast.
-    Extra values are referenced, not copied: a caller that mutates an object it
-    passed in ``extra`` after logging may see the later value shipped.
+    Serialising happens later in the sender thread so the logging call stays fast
+    (a NamedTuple is several times cheaper to build than a dataclass). ``extras`` is
+    the record's ``__dict__`` when the record has extra fields: values are referenced,
+    not copied, so a caller that mutates an object it passed in ``extra`` after
+    logging may see the later value shipped (as with ``logging.handlers.QueueHandler``).
     """
 
     created: float
@@ -213,8 +224,11 @@ def record_to_event(
     if pending.exc_type:
         metadata["exception_type"] = pending.exc_type
     if pending.extras:
-        # ``extra`` fields win over the defaults above only if the app chose the same names.
-        metadata.update(pending.extras)
+        # ``extras`` is the record's whole __dict__; ``extra`` fields are what is not standard.
+        # They win over the defaults above if the app chose the same names.
+        for key, value in pending.extras.items():
+            if key not in RESERVED_RECORD_ATTRS:
+                metadata[key] = value
     event: dict[str, Any] = {
         "id": new_event_id(),
         "timestamp": iso_utc(pending.created),
