@@ -60,6 +60,10 @@ async function start() {
       let body = {};
       try { body = JSON.parse(e.data); } catch { /* keep {} */ }
       show(notice(`stream error: ${body.error || "unknown"} ${body.detail ? JSON.stringify(body.detail) : ""}`));
+      // The stream ended on purpose: reconnecting with the same Last-Event-ID would
+      // fail the same way, so start a fresh EventSource (live from now, new token).
+      reconnectLater();
+      return;
     }
     if (source.readyState === EventSource.CLOSED) reconnectLater();
     else setStatus("reconnecting…");
