@@ -26,9 +26,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pymongo import MongoClient
 
 from tests.processes import free_port
-from tests.stack import STACK, stack_is_up
+from tests.stack import STACK
 from tests.unit.deploy import dockerfile, envvars
 from tests.unit.deploy.conftest import ROOT
 
@@ -234,9 +235,9 @@ async def _kafka_topics(create: list[str] | None, delete: list[str] | None) -> N
 
 
 @pytest.fixture(scope="module")
-def isolation() -> Iterator[dict[str, str]]:
+def isolation(stack: None) -> Iterator[dict[str, str]]:
     """Environment that keeps the started services off the shared pipeline's
-    topics, consumer groups and database (when the local stack runs)."""
+    topics, consumer groups and database on the local stack."""
     unique = uuid.uuid4().hex[:10]
     env = {
         "LOGRIVER_KAFKA_TOPIC": f"test.deploy.{unique}",
@@ -244,20 +245,15 @@ def isolation() -> Iterator[dict[str, str]]:
         "LOGRIVER_MONGO_DATABASE": f"test_deploy_{unique}",
         "LOGRIVER_OTEL_ENABLED": "false",
     }
-    up = stack_is_up()
     topics = [env["LOGRIVER_KAFKA_TOPIC"], env["LOGRIVER_KAFKA_DLQ_TOPIC"]]
-    if up:
-        asyncio.run(_kafka_topics(create=topics, delete=None))
+    asyncio.run(_kafka_topics(create=topics, delete=None))
     yield env
-    if up:
-        asyncio.run(_kafka_topics(create=None, delete=topics))
-        from pymongo import MongoClient
-
-        client: MongoClient[dict[str, object]] = MongoClient(STACK.mongo_uri)
-        try:
-            client.drop_database(env["LOGRIVER_MONGO_DATABASE"])
-        finally:
-            client.close()
+    asyncio.run(_kafka_topics(create=None, delete=topics))
+    client: MongoClient[dict[str, object]] = MongoClient(STACK.mongo_uri)
+    try:
+        client.drop_database(env["LOGRIVER_MONGO_DATABASE"])
+    finally:
+        client.close()
 
 
 def _start_from_venv(
@@ -308,6 +304,9 @@ def _wait(
     raise AssertionError(f"{url}: no {expect} in {within}s ({last}):\n{log.read_text()[-3000:]}")
 
 
+# Starting the services needs their dependencies: the local stack (the `stack`
+# fixture starts it when it is not running, as for the integration tests).
+@pytest.mark.integration
 def test_builder_stage_installs_and_starts_every_service(
     tmp_path: Path, isolation: dict[str, str]
 ) -> None:
@@ -317,7 +316,6 @@ def test_builder_stage_installs_and_starts_every_service(
     packages, exactly as a fresh image would contain only its own).
     """
     venv = tmp_path / "venv"
-    stack_up = stack_is_up()
     for n, service in enumerate(envvars.SERVICES):
         workdir = tmp_path / "src"
         _build(service, workdir, venv, compile_bytecode=n == 0)
@@ -352,13 +350,9 @@ def test_builder_stage_installs_and_starts_every_service(
                 check=False,
             )
             assert check.returncode == 0, check.stderr
-            if stack_up:
-                ready = _wait(proc, f"{base}/readyz", log, {200}, within=30)
-                assert ready.json()["status"] == "ready"
-            else:
-                # No stack: readiness must say which dependencies are down.
-                ready = _wait(proc, f"{base}/readyz", log, {503}, within=30)
-                assert any(c["status"] == "down" for c in ready.json()["checks"].values())
+            ready = _wait(proc, f"{base}/readyz", log, {200}, within=30)
+            assert ready.json()["status"] == "ready"
+            assert all(c["status"] == "up" for c in ready.json()["checks"].values())
             metrics = httpx.get(f"{base}/metrics", timeout=3)
             assert metrics.status_code == 200
             assert "# TYPE" in metrics.text
