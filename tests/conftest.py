@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
@@ -97,3 +98,20 @@ async def mongo_database(stack: None, unique: str) -> AsyncIterator[str]:
         await client.drop_database(name)
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def postgres_dsn(stack: None, unique: str) -> AsyncIterator[str]:
+    """A DSN whose ``search_path`` is a private schema, dropped after the test.
+
+    Services and pools opened with it create their tables (migrations, API keys,
+    alert state) in that schema, so tests never touch shared rows.
+    """
+    schema = f"test_{unique}"
+    admin = await asyncpg.connect(STACK.postgres_dsn)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        yield f"{STACK.postgres_dsn}?options=-csearch_path%3D{schema}"
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()

@@ -1,6 +1,6 @@
 """Fixtures for the alerter: a private PostgreSQL schema, event senders, receivers, the API.
 
-PostgreSQL isolation: every test gets its own schema (``alerter_<unique>``),
+PostgreSQL isolation: every test gets its own schema (the ``postgres_dsn`` fixture),
 selected through the DSN's ``options=-csearch_path=...``; the alerter
 subprocesses and the test's own queries use that DSN, so rules, alerts and
 deliveries of concurrent tests never meet.
@@ -33,7 +33,6 @@ pytestmark = [pytest.mark.integration]
 
 @dataclass(frozen=True)
 class AlerterEnv:
-    schema: str
     dsn: str
     group_id: str
     topics: Topics
@@ -63,23 +62,13 @@ class AlerterEnv:
 
 
 @pytest.fixture
-async def alerter_env(
-    topics: Topics, mongo_database: str, unique: str
-) -> AsyncIterator[AlerterEnv]:
-    schema = f"alerter_{unique}"
-    admin = await asyncpg.connect(STACK.postgres_dsn)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-        yield AlerterEnv(
-            schema=schema,
-            dsn=f"{STACK.postgres_dsn}?options=-csearch_path%3D{schema}",
-            group_id=f"alerter-{unique}",
-            topics=topics,
-            mongo_database=mongo_database,
-        )
-    finally:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await admin.close()
+def alerter_env(topics: Topics, mongo_database: str, postgres_dsn: str, unique: str) -> AlerterEnv:
+    return AlerterEnv(
+        dsn=postgres_dsn,
+        group_id=f"alerter-{unique}",
+        topics=topics,
+        mongo_database=mongo_database,
+    )
 
 
 @pytest.fixture
