@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from logriver_client.retry import RetryGate
+from logriver_client.shipper import tail
 from logriver_client.shipper.ship import Shipper, ShipperConfig
 from logriver_client.transport import EncodedEvent, Outcome
 from logriver_common.event import LogEvent
@@ -386,3 +387,21 @@ def test_progress_line_and_status_file(
 def _key(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_dev, st.st_ino
+
+
+def test_a_large_backlog_is_read_in_bounded_steps(
+    tmp_path: Path,
+    sink: MemorySink,
+    make_shipper: Callable[..., Shipper],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tail, "READ_CHUNK", 256)
+    monkeypatch.setattr(tail, "MAX_READ_PER_POLL", 1024)
+    backlog = lines("backlog", 500)
+    write(tmp_path / "app.log", backlog)
+    shipper = make_shipper(sink)
+    shipper.poll_once()
+    first_poll = shipper.tailer.lines_read
+    assert 0 < first_poll < 100  # about 1 KiB of ~18-byte lines
+    ship_until(shipper, shipped_all(sink, backlog))
+    exactly_once(sink, backlog)

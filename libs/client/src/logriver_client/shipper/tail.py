@@ -35,6 +35,7 @@ from logriver_client.shipper.multiline import Line, MultilineJoiner, Record
 FINGERPRINT_MAX = 256  # bytes of the first line that identify a file generation
 TAIL_BYTES = 64  # bytes before the read position, to recognise a copy of a file
 READ_CHUNK = 1024 * 1024
+MAX_READ_PER_POLL = 4 * READ_CHUNK
 MAX_LINE_BYTES = 256 * 1024
 
 Key = tuple[int, int]
@@ -371,8 +372,11 @@ class Tailer:
             if fp is None:
                 return []
             tracked.fingerprint, tracked.fp_len = fp
-        while tracked.read_offset < size:
+        # A bounded amount per poll: a large backlog is shipped in steps, not loaded at once.
+        budget = MAX_READ_PER_POLL
+        while tracked.read_offset < size and budget > 0:
             want = min(READ_CHUNK, size - tracked.read_offset)
+            budget -= want
             data = os.pread(tracked.fd, want, tracked.read_offset)
             if not data:
                 break
