@@ -41,6 +41,9 @@ tracer = trace.get_tracer("logriver.writer")
 
 T = TypeVar("T")
 FETCH_TIMEOUT_MS = 1_000
+# Records decoded per loop turn. Decoding is CPU work on the event loop; small turns let a
+# finished write be noticed (and the next one started) promptly, keeping MongoDB busy.
+FETCH_CHUNK = 500
 KEEPALIVE_S = 1.0
 MAX_SPAN_LINKS = 128  # the SDK's default link limit
 Fetched = Mapping[TopicPartition, Sequence[Record]]
@@ -128,7 +131,9 @@ class WriterConsumer:
         self._resume()
         if self._fetch is None:
             self._fetch = asyncio.create_task(
-                self._consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=self._batcher.room)
+                self._consumer.getmany(
+                    timeout_ms=FETCH_TIMEOUT_MS, max_records=min(self._batcher.room, FETCH_CHUNK)
+                )
             )
         waiters: set[asyncio.Future[Any]] = {self._fetch, stop_waiter}
         if inflight is not None:
