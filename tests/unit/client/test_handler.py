@@ -186,3 +186,27 @@ def test_survives_fork(gateway: FakeGateway, logger: logging.Logger) -> None:
     assert messages == sorted(
         ["parent before fork", "parent before fork", f"child {pid}", "parent after fork"]
     )
+
+
+def test_flush_and_close_under_the_handler_lock_as_logging_shutdown_does(
+    gateway: FakeGateway,
+) -> None:
+    # The sender logs a warning about the 422 on "logriver_client"; with the handler on
+    # the root logger that record passes through this handler while the lock is held.
+    gateway.replies.append(Reply(422, body={"error": "validation_failed", "detail": []}))
+    handler = LogriverHandler(gateway.url, service="svc", flush_interval=0.05, retry=FAST)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        logging.getLogger("app.shutdown").warning("rejected by the script")
+        handler.acquire()
+        try:
+            started = time.monotonic()
+            assert handler.flush(5)
+            handler.close(timeout=5)
+            assert time.monotonic() - started < 2
+        finally:
+            handler.release()
+    finally:
+        root.removeHandler(handler)
+    assert handler.stats().rejected == 1

@@ -133,6 +133,19 @@ class LogriverHandler(logging.Handler):
 
     # -- the app's side ---------------------------------------------------------------
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Filter and emit *without* the handler's lock.
+
+        ``logging.Handler.handle`` serialises every emit on one RLock; ``emit`` here is
+        thread-safe on its own, so the app's threads do not queue behind each other. It
+        also matters at exit: ``logging.shutdown`` holds that lock while it flushes, and
+        the sender thread's own warnings pass through this method.
+        """
+        passed = self.filter(record)
+        if passed:
+            self.emit(record)
+        return bool(passed)
+
     def emit(self, record: logging.LogRecord) -> None:
         name = record.name
         if name in self._ignored or name.startswith(self._ignored_prefixes):
