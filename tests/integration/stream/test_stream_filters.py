@@ -48,13 +48,15 @@ async def test_sse_filters_on_the_server(instances: Instances, run_id: str) -> N
         assert seqs(by_trace.logs) == [6]
         assert seqs(by_regex.logs) == [7]
         assert all(i for i in sse.ids)  # every event carries its resume id
-        # Idle streams get heartbeats that advance the resume point.
+        # Idle streams get heartbeats that advance the resume point past events
+        # that did not match (here one more event of another service).
         last = sse.ids[-1]
+        await producer.send([event(f"{run_id}-other", 9, run=run_id, level="ERROR")])
 
         async def pinged_forward() -> bool:
             return any(p is not None and p != last for p in sse.pings)
 
-        await eventually(pinged_forward, within=10, what="heartbeat with a newer id")
+        await eventually(pinged_forward, within=30, what="heartbeat with a newer id")
         # The checkpoint means the instance processed everything produced: nothing more came.
         assert sorted(seqs(sse.logs)) == [1, 3, 8]
         assert seqs(by_trace.logs) == [6]
