@@ -36,11 +36,3 @@ async def _launch(args: list[str]) -> AsyncIterator[Browser]:
 async def browser() -> AsyncIterator[Browser]:
     async for chromium in _launch(ARGS):
         yield chromium
-
-
-@pytest.fixture
-async def browser_without_cors() -> AsyncIterator[Browser]:
-    """Same-origin policy off: checks the console against the stream service's wire
-    contract independently of the stream service's CORS headers (see test_console.py)."""
-    async for chromium in _launch([*ARGS, "--disable-web-security"]):
-        yield chromium

@@ -33,6 +33,9 @@ class StreamSettings(ServiceSettings):
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     tokens: StreamTokenSettings = Field(default_factory=StreamTokenSettings)
 
+    # Origins allowed to open streams from a browser (the web console's origin).
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+
     # Wire behaviour.
     heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     retry_ms: int = Field(default=2_000, ge=100, le=600_000)
