@@ -83,3 +83,19 @@ def test_dropping_everything_resets_the_age() -> None:
     clock.now += 10
     assert not batcher.ready()
     assert batcher.remaining_wait() is None
+
+
+def test_extend_adds_a_partition_run_with_one_offset_update() -> None:
+    clock = FakeClock()
+    batcher = Batcher(max_events=4, max_wait_s=1, clock=clock)
+    tp = TopicPartition("logs.test", 5)
+    batcher.extend(tp, [], next_offset=99)
+    assert batcher.remaining_wait() is None  # nothing added, the batch is not open
+    batcher.extend(tp, [accepted(10, 5), rejected(11, 5), accepted(12, 5)], next_offset=13)
+    assert batcher.remaining_wait() == 1
+    batcher.add(accepted(13, 5))
+    assert batcher.full()
+    batch = batcher.take()
+    assert [a.record.offset for a in batch.accepted] == [10, 12, 13]
+    assert [r.record.offset for r in batch.rejected] == [11]
+    assert batch.next_offsets == {tp: 14}

@@ -37,6 +37,15 @@ class Batch:
         # Records of one partition arrive in offset order; max() guards a redelivery overlap.
         self.next_offsets[tp] = max(self.next_offsets.get(tp, 0), record.offset + 1)
 
+    def extend(self, tp: TopicPartition, items: Iterable[Decoded], next_offset: int) -> None:
+        """Add one partition's records at once (the hot path: one offset update per fetch)."""
+        for item in items:
+            if isinstance(item, Accepted):
+                self.accepted.append(item)
+            else:
+                self.rejected.append(item)
+        self.next_offsets[tp] = max(self.next_offsets.get(tp, 0), next_offset)
+
     def without(self, partitions: Iterable[TopicPartition]) -> Batch:
         """This batch minus the records of ``partitions`` (revoked: their new owner reads them)."""
         drop = set(partitions)
@@ -69,6 +78,13 @@ class Batcher:
         if self._opened_at is None:
             self._opened_at = self._clock()
         self._batch.add(item)
+
+    def extend(self, tp: TopicPartition, items: list[Decoded], next_offset: int) -> None:
+        if not items:
+            return
+        if self._opened_at is None:
+            self._opened_at = self._clock()
+        self._batch.extend(tp, items, next_offset)
 
     def full(self) -> bool:
         return len(self._batch) >= self.max_events

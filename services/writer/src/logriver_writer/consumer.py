@@ -167,8 +167,10 @@ class WriterConsumer:
         for tp, records in fetched.items():
             if tp not in assignment:
                 continue  # revoked while the fetch was under way: the new owner reads them
-            for record in records:
-                self._batcher.add(self._decoder.decode(record))
+            if records:
+                decode = self._decoder.decode
+                decoded = [decode(record) for record in records]
+                self._batcher.extend(tp, decoded, records[-1].offset + 1)
 
     def _collect_write(self) -> None:
         if self._inflight is not None and self._inflight.done():
