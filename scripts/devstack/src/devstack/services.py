@@ -39,18 +39,52 @@ SERVICES = [
 def start() -> None:
     for service in SERVICES:
         process.stop(service.name)
-        process.spawn(
-            service.name,
-            [sys.executable, "-m", service.module],
-            env={"LOGRIVER_MODE": "local"},
-        )
+        _spawn(service)
     for service in SERVICES:
-        process.wait_until(
-            service.name,
-            partial(_is_ready, service),
-            timeout=60,
-            pid_name=service.name,
-        )
+        _wait_ready(service)
+
+
+def by_name(name: str) -> Service:
+    for service in SERVICES:
+        if service.name == name:
+            return service
+    raise ValueError(f"no service {name!r}; one of {[s.name for s in SERVICES]}")
+
+
+def stop_one(name: str) -> bool:
+    """Stop one service (SIGTERM, then SIGKILL); True if it was running."""
+    return process.stop(by_name(name).name)
+
+
+def start_one(name: str) -> None:
+    """Start one service unless it runs, and wait until its /readyz answers 200."""
+    service = by_name(name)
+    if process.read_pid(service.name) is None:
+        _spawn(service)
+    _wait_ready(service)
+
+
+def restart(name: str) -> None:
+    """Stop and start one service, so it runs the current code (the others keep running)."""
+    stop_one(name)
+    start_one(name)
+
+
+def _spawn(service: Service) -> None:
+    process.spawn(
+        service.name,
+        [sys.executable, "-m", service.module],
+        env={"LOGRIVER_MODE": "local"},
+    )
+
+
+def _wait_ready(service: Service) -> None:
+    process.wait_until(
+        service.name,
+        partial(_is_ready, service),
+        timeout=60,
+        pid_name=service.name,
+    )
 
 
 def _is_ready(service: Service) -> bool:
