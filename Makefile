@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 UV := python3 -m uv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: bootstrap up down status test lint unit integration bench
+.PHONY: bootstrap up down status test lint unit bench
 
 bootstrap:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
@@ -33,3 +33,8 @@ test: lint
 
 unit: bootstrap
 	$(UV) run --frozen pytest tests/unit
+
+## Every benchmark, one after the other; writes docs/benchmarks.md (BENCH_ARGS=--quick for a short run).
+bench: bootstrap
+	@$(UV) run --frozen devstack up --no-services
+	$(UV) run --frozen python -m bench.run_all $(BENCH_ARGS)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.results import publish_figures
 from logriver_client import LogriverHandler
 from logriver_common.auth import DEV_KEY
 
@@ -143,6 +144,12 @@ def main() -> None:
     print("-" * 90)
     for name, mean, p99, note in rows:
         print(f"{name:<32} {mean:>9.2f} {p99:>9.2f}  {note}")
+    figures = {
+        f"{name} {what}": round(v, 2)
+        for name, m, p, _ in rows
+        for what, v in (("mean us", m), ("p99 us", p))
+    }
+    publish_figures("client", figures, notes="logger.info() cost per call, medians of rounds")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from bench.results import Figure, publish_figures
 from logriver_common.auth import ApiKeyStore, Scope
 from tests.processes import free_port
 
@@ -301,6 +302,19 @@ def print_table(results: dict[str, list[Result]]) -> None:
     raw = medians["raw send()"].events_per_s
     verdict = "met" if gateway >= 0.6 * raw and gateway >= 30_000 else "NOT met"
     print(f"\ntarget (>= 60% of raw send() and >= 30,000 events/s): {verdict}")
+    figures: dict[str, Figure] = {
+        f"{name} {what}": round(value, 1)
+        for name, m in medians.items()
+        for what, value in (
+            ("events/s", m.events_per_s),
+            ("p50 ms", m.p50_ms),
+            ("p99 ms", m.p99_ms),
+        )
+    }
+    figures["gateway / raw send()"] = f"{gateway / raw:.0%}"
+    publish_figures(
+        "ingest", figures, notes=f"target >= 60% of raw send() and >= 30,000 events/s: {verdict}"
+    )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import httpx
 from pymongo import AsyncMongoClient, WriteConcern
 from redis.asyncio import Redis
 
+from bench.results import Figure, publish_figures
 from logriver_common.auth import DEV_KEY
 from logriver_common.documents import event_to_document
 from logriver_common.event import Level, LogEvent
@@ -68,10 +69,13 @@ class Result:
     errors: Counter[str]
     note: str = ""
 
-    def row(self) -> str:
+    def percentiles(self) -> tuple[float, float]:
         ms = sorted(x * 1000 for x in self.latencies)
-        p50 = statistics.median(ms)
-        p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+        return statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+
+    def row(self) -> str:
+        ms = self.latencies
+        p50, p99 = self.percentiles()
         failed = ", ".join(f"{n} x {code}" for code, n in self.errors.items())
         note = "; ".join(x for x in (self.note, failed and f"answered 4xx: {failed}") if x)
         return f"{self.name:<30} {len(ms):>5} {p50:>9.1f} {p99:>9.1f}  {note}"
@@ -303,6 +307,15 @@ async def main() -> None:
     print("\nsummary")
     for result in results:
         print(f"  {result.row()}")
+    figures: dict[str, Figure] = {}
+    for result in results:
+        p50, p99 = result.percentiles()
+        figures[f"{result.name} p50 ms"] = round(p50, 1)
+        figures[f"{result.name} p99 ms"] = round(p99, 1)
+    figures["plans"] = "; ".join(f"{name}: {plan}" for name, plan, _ in plans)
+    publish_figures(
+        "query", figures, notes=f"{args.events:,} events over {args.days} days, {CLIENTS} clients"
+    )
 
 
 if __name__ == "__main__":

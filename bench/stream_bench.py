@@ -35,6 +35,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.results import Figure, publish_figures
 from logriver_common.auth import DEV_KEY
 from tests.processes import ServiceProcess
 from tests.stack import STACK
@@ -314,6 +315,17 @@ def main() -> None:
     note = "" if passed else " (the largest step tried; p99 never passed 1 s)"
     print(f"\none instance held {max(held) if held else 0} clients with p99 <= 1 s{note}")
     print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    figures: dict[str, Figure] = {}
+    for row in rows:
+        figures[f"{row.clients} clients p50 ms"] = round(row.p50_ms, 1)
+        figures[f"{row.clients} clients p99 ms"] = round(row.p99_ms, 1)
+        figures[f"{row.clients} clients instance CPU %"] = round(row.cpu_pct)
+        figures[f"{row.clients} clients instance RSS MiB"] = round(row.rss_mib)
+        figures[f"{row.clients} clients dropped"] = row.dropped
+    figures["clients held with p99 <= 1 s"] = f"{max(held) if held else 0}{note}"
+    publish_figures(
+        "stream", figures, notes=f"{args.rate} events/s produced; ingest-to-delivery latency"
+    )
 
 
 if __name__ == "__main__":

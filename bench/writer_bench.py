@@ -44,6 +44,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 from pymongo.write_concern import WriteConcern
 
+from bench.results import publish_figures
 from logriver_common import clients
 from logriver_common.documents import event_to_document
 from logriver_common.event import LogEvent
@@ -310,6 +311,17 @@ async def main() -> None:
     print()
     verdict = "meets" if ratio >= 0.8 else "MISSES"
     print(f"target writer >= 80% of raw: {verdict} ({ratio:.0%})")
+    publish_figures(
+        "writer",
+        {
+            "raw insert_many events/s": round(raw),
+            "writer events/s": round(writer),
+            "writer / raw": f"{ratio:.0%}",
+            f"ingest-to-stored p50 ms @ {args.rate}/s": round(percentile(lat, 50)),
+            f"ingest-to-stored p99 ms @ {args.rate}/s": round(percentile(lat, 99)),
+        },
+        notes=f"batch {args.batch}, w=majority, {args.rounds} rounds; target >= 80%: {verdict}",
+    )
 
 
 if __name__ == "__main__":
