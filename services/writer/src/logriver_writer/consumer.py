@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind
 from pymongo.asynchronous.collection import AsyncCollection
 
 from logriver_writer import metrics
@@ -46,6 +46,9 @@ FETCH_TIMEOUT_MS = 1_000
 FETCH_CHUNK = 500
 KEEPALIVE_S = 1.0
 MAX_SPAN_LINKS = 128  # the SDK's default link limit
+# Child spans per batch in the producers' traces: enough for traced requests, bounded for
+# batches where every event came from a different traced request.
+MAX_STORE_SPANS = 64
 Fetched = Mapping[TopicPartition, Sequence[Record]]
 
 
@@ -230,7 +233,14 @@ class WriterConsumer:
                 "messaging.batch.message_count": len(batch),
             },
         ) as span:
-            bulk = await self._store(batch.accepted)
+            # The batch span lives in its own trace (it serves many producers); these short
+            # children put the writer hop into each producer's trace as well.
+            store_spans = start_store_spans(tracer, batch.accepted, span.get_span_context())
+            try:
+                bulk = await self._store(batch.accepted)
+            finally:
+                for store_span in store_spans:
+                    store_span.end()
             rejected = list(batch.rejected)
             rejected += [
                 Rejected(batch.accepted[index].record, RejectReason.UNSTORABLE, why)
@@ -374,6 +384,40 @@ def _producer_links(accepted: Iterable[Accepted]) -> list[Link]:
         if len(links) >= MAX_SPAN_LINKS:
             break
     return links
+
+
+def start_store_spans(
+    tracer: trace.Tracer, accepted: Iterable[Accepted], batch: SpanContext
+) -> list[trace.Span]:
+    """One ``logriver.writer.store`` span per distinct sampled producer context, as its child.
+
+    The caller ends them once the batch is stored. Unsampled contexts get none: the producer
+    decided not to record that trace, and a child of it would be dropped anyway.
+    """
+    contexts: dict[tuple[int, int], SpanContext] = {}
+    counts: dict[tuple[int, int], int] = {}
+    for item in accepted:
+        context = item.producer_span
+        if context is None or not context.trace_flags.sampled:
+            continue
+        key = (context.trace_id, context.span_id)
+        if key in counts:
+            counts[key] += 1
+        elif len(counts) < MAX_STORE_SPANS:
+            contexts[key] = context
+            counts[key] = 1
+    spans = []
+    for key, context in contexts.items():
+        span = tracer.start_span(
+            "logriver.writer.store",
+            context=trace.set_span_in_context(NonRecordingSpan(context)),
+            kind=SpanKind.CONSUMER,
+            links=[Link(batch)],
+            # No messaging.destination.name: searching Jaeger by topic finds the batch spans.
+            attributes={"messaging.system": "kafka", "logriver.events": counts[key]},
+        )
+        spans.append(span)
+    return spans
 
 
 def _names(partitions: Iterable[TopicPartition]) -> list[str]:
