@@ -21,6 +21,7 @@ from devstack import (
     services,
 )
 from devstack.process import StackError
+from logriver_common.auth import DEV_KEY
 
 # Start order: storage first, then the broker, then telemetry.
 PARTS: list[tuple[str, ModuleType]] = [
@@ -86,6 +87,16 @@ def status() -> None:
         where = f"{service.url:<23} {service.what}"
         health = services.describe(service) if pid else ""
         print(f"  {service.name:<9} {'pid ' + str(pid) if pid else 'stopped':<11} {where} {health}")
+    if any(process.read_pid(service.name) for service in services.SERVICES):
+        print(
+            "\n  web console:  http://127.0.0.1:8001/   (search; live tail at /tail.html)"
+            "\n  API key (local mode, all scopes; never valid in production):"
+            f"\n    {DEV_KEY}"
+            "\n  try it:"
+            f"\n    curl -s 127.0.0.1:8000/v1/logs -H 'Authorization: Bearer {DEV_KEY}' \\"
+            "\n      -H 'Content-Type: application/json' \\"
+            """\n      -d '{"service":"hello","level":"error","message":"it works"}'"""
+        )
 
 
 def main() -> None:
