@@ -7,14 +7,18 @@ whose state has been rebuilt, are evaluated.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import asyncpg
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from logriver_alerter import metrics
 from logriver_alerter.lifecycle import Action, ActiveState, decide
@@ -64,7 +68,9 @@ class Evaluator:
         submitter: Submitter,
         settings: AlerterSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tracer: trace.Tracer | None = None,
     ) -> None:
+        self.tracer = tracer or trace.get_tracer("logriver.alerter")
         self.store = store
         self.submitter = submitter
         self.settings = settings
@@ -137,7 +143,7 @@ class Evaluator:
             self.partition_of[event.service] = partition
         level = LEVELS.index(event.level.value)
         window.add(second, level)
-        window.sample(second, level, event.message, event.trace_id)
+        window.sample(second, level, event.message, event.trace_id, event.span_id)
         metrics.EVENTS.labels("counted").inc()
         return True
 
@@ -237,26 +243,28 @@ class Evaluator:
             alert_id = self.active[fingerprint].alert_id
             silenced = any(s.matches(rule, rule.id, service, now) for s in self.silences)
             message = self._message("firing", rule, service, seen, alert_id, now)
-            fired = await self.store.fire(
-                alert_id,
-                seen,
-                now,
-                silenced=silenced,
-                outbox=[(c, message) for c in rule.channels],
-                lease_s=lease,
-            )
-            await self._settle(fingerprint, fired, "firing")
+            with notification_span(self.tracer, "firing", rule, service, seen, alert_id):
+                fired = await self.store.fire(
+                    alert_id,
+                    seen,
+                    now,
+                    silenced=silenced,
+                    outbox=[(c, message) for c in rule.channels],
+                    lease_s=lease,
+                )
+                await self._settle(fingerprint, fired, "firing")
         elif action is Action.RESOLVE:
             active = self.active[fingerprint]
             message = self._message("resolved", rule, service, seen, active.alert_id, now)
-            resolved = await self.store.resolve(
-                active.alert_id,
-                seen,
-                now,
-                outbox=[(c, message) for c in rule.channels],
-                lease_s=lease,
-            )
-            await self._settle(fingerprint, resolved, "resolved")
+            with notification_span(self.tracer, "resolved", rule, service, seen, active.alert_id):
+                resolved = await self.store.resolve(
+                    active.alert_id,
+                    seen,
+                    now,
+                    outbox=[(c, message) for c in rule.channels],
+                    lease_s=lease,
+                )
+                await self._settle(fingerprint, resolved, "resolved")
         elif action is Action.CANCEL:
             await self.store.cancel_pending(self.active[fingerprint].alert_id)
             self.active.pop(fingerprint, None)
@@ -315,11 +323,15 @@ class Evaluator:
         details: dict[str, object] = {}
         window = self.windows.get(service)
         if detailed and window is not None:
-            top, trace_id = window.top_messages(rule.level_index, end - rule.window_seconds, end)
+            start = end - rule.window_seconds
+            top, trace_id = window.top_messages(rule.level_index, start, end)
             details = {
                 "top_messages": [{"message": m, "count": c} for m, c in top],
                 "sample_trace_id": trace_id,
             }
+            traced = window.traced_sample(rule.level_index, start, end)
+            if traced is not None:
+                details["sample_trace_context"] = [traced.trace_id, traced.span_id]
         return Observation(
             value=verdict.value,
             threshold=float(rule.condition.threshold),
@@ -346,6 +358,45 @@ class Evaluator:
     def _started(self, rule: Rule, service: str, now: datetime) -> datetime:
         active = self.active.get((rule.id, service))
         return active.pending_since if active is not None else now
+
+
+def notification_span(
+    tracer: trace.Tracer,
+    kind: str,
+    rule: Rule,
+    service: str,
+    seen: Observation,
+    alert_id: int | None,
+) -> AbstractContextManager[object]:
+    """A span in the trace of the sample event that made the rule fire (or resolve).
+
+    Events carry their trace context in ``trace_id``/``span_id`` (the gateway's Kafka
+    headers are not kept: counting must stay cheap). Without such an event there is no
+    trace to join, so no span. The span covers the transition and queueing its
+    notifications; delivery is asynchronous and recorded in ``alert_deliveries``.
+    """
+    parent = seen.details.get("sample_trace_context")
+    if not isinstance(parent, list) or len(parent) != 2:
+        return contextlib.nullcontext()
+    try:
+        context = SpanContext(
+            int(parent[0], 16), int(parent[1], 16), is_remote=True, trace_flags=TraceFlags(1)
+        )
+    except (TypeError, ValueError):
+        return contextlib.nullcontext()
+    if not context.is_valid:
+        return contextlib.nullcontext()
+    return tracer.start_as_current_span(
+        "logriver.alerter.notify",
+        context=trace.set_span_in_context(NonRecordingSpan(context)),
+        attributes={
+            "logriver.alert.kind": kind,
+            "logriver.alert.rule": rule.name,
+            "logriver.alert.service": service,
+            "logriver.alert.id": alert_id if alert_id is not None else -1,
+            "logriver.alert.channels": len(rule.channels),
+        },
+    )
 
 
 def build_message(

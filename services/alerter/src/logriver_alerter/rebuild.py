@@ -107,7 +107,7 @@ async def _samples(
     """Recent warning-and-above messages, for the "top errors" of a notification."""
     docs = collection.find(
         {"service": service, "level": {"$in": list(LEVELS[2:])}, "timestamp": {"$gte": since}},
-        projection={"timestamp": 1, "level": 1, "message": 1, "trace_id": 1},
+        projection={"timestamp": 1, "level": 1, "message": 1, "trace_id": 1, "span_id": 1},
         sort=[("timestamp", -1)],
         limit=SAMPLES_PER_SERVICE,
     )
@@ -118,4 +118,5 @@ async def _samples(
             LEVELS.index(doc["level"]),
             doc["message"],
             doc.get("trace_id"),
+            doc.get("span_id"),
         )

@@ -35,6 +35,7 @@ class Sample:
     level: int
     message: str
     trace_id: str | None
+    span_id: str | None = None
 
 
 class ServiceWindow:
@@ -54,9 +55,17 @@ class ServiceWindow:
             if window.end is not None and window.end - window.length < second <= window.end:
                 window.counts[level] += n
 
-    def sample(self, second: int, level: int, message: str, trace_id: str | None) -> None:
+    def sample(
+        self,
+        second: int,
+        level: int,
+        message: str,
+        trace_id: str | None,
+        span_id: str | None = None,
+    ) -> None:
         if level >= MESSAGE_LEVEL:
-            self.samples.append(Sample(second, level, message[:MAX_MESSAGE_CHARS], trace_id))
+            message = message[:MAX_MESSAGE_CHARS]
+            self.samples.append(Sample(second, level, message, trace_id, span_id))
 
     def counts(self, length: int, end: int) -> list[int]:
         """Counts per level in ``(end - length, end]``; ``end`` normally only moves forward."""
@@ -93,6 +102,19 @@ class ServiceWindow:
                 if sample.trace_id:
                     trace_id = sample.trace_id
         return counter.most_common(limit), trace_id
+
+    def traced_sample(self, min_level: int, start: int, end: int) -> Sample | None:
+        """The most recent sample at or above ``min_level`` in ``(start, end]`` that carries a
+        whole trace context (trace and span id), to parent the alert's span to it."""
+        for sample in reversed(self.samples):
+            if (
+                sample.trace_id
+                and sample.span_id
+                and sample.level >= min_level
+                and start < sample.second <= end
+            ):
+                return sample
+        return None
 
     def prune(self, before: int) -> None:
         """Forget buckets no window can reach any more (seconds ``< before``)."""
