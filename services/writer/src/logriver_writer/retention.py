@@ -41,59 +41,45 @@ def _positive(value: Retention) -> Retention:
     return value
 
 
-class ServiceRetention(BaseModel):
-    """Overrides for one service: its own default and, optionally, per level."""
+class _LevelRules(BaseModel):
+    """A default and per-level retentions: the shape of both the policy and an override."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default: Retention
+    levels: dict[Level, Retention] = Field(default_factory=dict)
+
+    @field_validator("default")
+    @classmethod
+    def _default_positive(cls, value: Retention) -> Retention:
+        return _positive(value)
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _levels_aliases(cls, value: object) -> object:
+        return _level_keys(value)
+
+    @field_validator("levels")
+    @classmethod
+    def _levels_positive(cls, value: dict[Level, Retention]) -> dict[Level, Retention]:
+        for retention in value.values():
+            _positive(retention)
+        return value
+
+
+class ServiceRetention(_LevelRules):
+    """Overrides for one service: its own default and, optionally, per level."""
 
     default: Retention = Field(
         default=None, description="This service's default (the global rules apply when absent)."
     )
-    levels: dict[Level, Retention] = Field(default_factory=dict)
-
-    @field_validator("default")
-    @classmethod
-    def _default_positive(cls, value: Retention) -> Retention:
-        return _positive(value)
-
-    @field_validator("levels", mode="before")
-    @classmethod
-    def _levels_aliases(cls, value: object) -> object:
-        return _level_keys(value)
-
-    @field_validator("levels")
-    @classmethod
-    def _levels_positive(cls, value: dict[Level, Retention]) -> dict[Level, Retention]:
-        for retention in value.values():
-            _positive(retention)
-        return value
 
 
-class RetentionPolicy(BaseModel):
+class RetentionPolicy(_LevelRules):
     """``{"default": "P30D", "levels": {"DEBUG": "P3D"}, "services": {"audit": {...}}}``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     default: Retention = Field(default=timedelta(days=30))
-    levels: dict[Level, Retention] = Field(default_factory=dict)
     services: dict[_SERVICE_NAME, ServiceRetention] = Field(default_factory=dict)
-
-    @field_validator("default")
-    @classmethod
-    def _default_positive(cls, value: Retention) -> Retention:
-        return _positive(value)
-
-    @field_validator("levels", mode="before")
-    @classmethod
-    def _levels_aliases(cls, value: object) -> object:
-        return _level_keys(value)
-
-    @field_validator("levels")
-    @classmethod
-    def _levels_positive(cls, value: dict[Level, Retention]) -> dict[Level, Retention]:
-        for retention in value.values():
-            _positive(retention)
-        return value
 
     def retention_for(self, service: str, level: Level) -> Retention:
         override = self.services.get(service)
