@@ -57,13 +57,16 @@ class PrivateKafka:
         return f"127.0.0.1:{self.port}"
 
     def _devstack(self, call: str) -> None:
-        subprocess.run(
+        result = subprocess.run(
             [sys.executable, "-c", f"from devstack import kafka; kafka.{call}()"],
             env=self.env,
-            check=True,
+            check=False,
             timeout=180,
             capture_output=True,
+            text=True,
         )
+        # devstack names the failing step and its log file on stderr: show it.
+        assert result.returncode == 0, f"private kafka.{call}() failed:\n{result.stderr[-3000:]}"
 
     async def start(self) -> None:
         await asyncio.to_thread(self._devstack, "start")
