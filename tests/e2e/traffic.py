@@ -241,6 +241,8 @@ class Traffic:
         self.gateway = GatewayClient(ledger)
         self.kafka = KafkaClient(ledger)
         self.started = 0.0
+        self.drain_s = 120.0
+        self.abandoned = 0  # batches given up on after stop() (never acknowledged)
         self._stop = asyncio.Event()
 
     async def __aenter__(self) -> Traffic:
@@ -280,7 +282,12 @@ class Traffic:
                     await asyncio.sleep(delay)
             for _ in workers:
                 await queue.put(None)
-            await asyncio.gather(*workers)
+            # Batches still retrying get a bounded time; what is never acknowledged is
+            # simply not in the ledger (and must then not be required anywhere).
+            done, pending = await asyncio.wait(workers, timeout=self.drain_s)
+            self.abandoned = len(pending) + queue.qsize()
+            for task in done:
+                task.result()
         finally:
             for worker in workers:
                 worker.cancel()
