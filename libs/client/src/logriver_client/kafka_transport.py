@@ -54,7 +54,10 @@ class KafkaTransport:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap_servers,
             acks="all",  # acknowledged means durable, as for the gateway
-            enable_idempotence=True,
+            # Not Kafka-idempotent: aiokafka cannot recover its idempotent producer
+            # after a broker restart loses in-flight batches. Event ids make retries
+            # and duplicates harmless downstream (the writer stores each id once).
+            enable_idempotence=False,
             request_timeout_ms=self.request_timeout_ms,
             **self.producer_options,
         )

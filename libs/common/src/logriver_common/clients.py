@@ -15,11 +15,20 @@ MongoDocument = dict[str, Any]
 
 
 def kafka_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
-    """A durable producer: acks from all in-sync replicas, idempotent, lz4-compressed."""
+    """A durable producer: acks from all in-sync replicas, lz4-compressed.
+
+    Not Kafka-idempotent, on purpose. aiokafka treats OutOfOrderSequenceNumber as
+    fatal: when a broker restart loses in-flight batches, the sequence gap kills
+    the producer's sender for good (the Java client bumps the producer epoch
+    instead; aiokafka does not), and every later send fails. Exactly-once storage
+    does not need it: a retried or duplicated record carries the same event ``id``
+    and the writer stores it once. Ordering per partition holds without it because
+    aiokafka keeps at most one batch per partition in flight.
+    """
     options: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap_servers,
         "acks": "all",
-        "enable_idempotence": True,
+        "enable_idempotence": False,
         "compression_type": "lz4",
         "linger_ms": 5,
         "max_batch_size": 256 * 1024,
