@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -79,3 +81,19 @@ async def test_produce_consume_with_group_and_committed_offsets(
         assert sum(len(r) for r in redelivered.values()) == 0
     finally:
         await again.stop()
+
+
+async def test_producer_readiness_notices_a_dead_sender() -> None:
+    """A producer whose sender died must not pass /readyz just because metadata works."""
+    producer = clients.kafka_producer(KafkaSettings(bootstrap_servers=STACK.kafka))
+    await producer.start()
+    try:
+        await clients.check_kafka_producer(producer)
+        # What a fatal send error does inside aiokafka: the sender task ends.
+        sender = producer._sender.sender_task
+        sender.cancel()
+        await asyncio.wait([sender])
+        with pytest.raises(ConnectionError, match="sender has stopped"):
+            await clients.check_kafka_producer(producer)
+    finally:
+        await producer.stop()

@@ -78,6 +78,16 @@ async def postgres_pool(settings: PostgresSettings) -> asyncpg.Pool:
 
 
 async def check_kafka_producer(producer: AIOKafkaProducer) -> None:
+    """The broker answers, and this producer can still send.
+
+    aiokafka's sender task ends for good on a fatal error; the producer then
+    fails every send while metadata requests still succeed, so a metadata check
+    alone would call a dead producer ready. (``_sender`` is private: there is no
+    public way to ask.)
+    """
+    task = producer._sender.sender_task
+    if task is None or task.done():
+        raise ConnectionError("the Kafka producer's sender has stopped")
     await producer.client.fetch_all_metadata()
 
 
