@@ -54,6 +54,8 @@ class Ledger:
     acked: dict[str, Sent] = field(default_factory=dict)
     ambiguous: set[str] = field(default_factory=set)
     retries: Counter[str] = field(default_factory=Counter)  # outcome -> batches retried
+    # Sent at least once but given up on (the run ended first): may or may not be stored.
+    unacked: set[str] = field(default_factory=set)
 
     def services(self) -> set[str]:
         return {sent.service for sent in self.acked.values()}
@@ -241,7 +243,7 @@ class Traffic:
         self.gateway = GatewayClient(ledger)
         self.kafka = KafkaClient(ledger)
         self.started = 0.0
-        self.drain_s = 120.0
+        self.drain_s = 60.0
         self.abandoned = 0  # batches given up on after stop() (never acknowledged)
         self._stop = asyncio.Event()
 
@@ -259,7 +261,7 @@ class Traffic:
     async def run(self) -> None:
         """Send until ``stop()``; returns once every batch sent has been acknowledged."""
         self.started = time.monotonic()
-        queue: asyncio.Queue[tuple[str, list[dict[str, Any]]] | None] = asyncio.Queue(
+        queue: asyncio.Queue[tuple[str, list[dict[str, Any]]]] = asyncio.Queue(
             maxsize=self.senders * 4
         )
         workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.senders * 2)]
@@ -273,29 +275,45 @@ class Traffic:
                 via = "http" if credit >= 1.0 else "kafka"
                 credit -= 1.0 if via == "http" else 0.0
                 # put() blocks while every sender is retrying: pacing then slows down
-                # instead of piling up unbounded work during an outage.
-                await queue.put((via, self.factory.batch(via, self.batch_size)))
+                # instead of piling up unbounded work during an outage. stop() ends it.
+                put = asyncio.ensure_future(
+                    queue.put((via, self.factory.batch(via, self.batch_size)))
+                )
+                stop = asyncio.ensure_future(self._stop.wait())
+                await asyncio.wait({put, stop}, return_when=asyncio.FIRST_COMPLETED)
+                stop.cancel()
+                if not put.done():
+                    put.cancel()
+                    break
                 # Fixed pacing of traffic (not a readiness wait): on average one batch per
                 # interval, catching up after a stall without bursting beyond the queue.
                 delay = self.started + n * interval - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            for _ in workers:
-                await queue.put(None)
             # Batches still retrying get a bounded time; what is never acknowledged is
             # simply not in the ledger (and must then not be required anywhere).
             done, pending = await asyncio.wait(workers, timeout=self.drain_s)
             self.abandoned = len(pending) + queue.qsize()
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)  # records them as unacked
             for task in done:
                 task.result()
         finally:
             for worker in workers:
                 worker.cancel()
 
-    async def _worker(self, queue: asyncio.Queue[tuple[str, list[dict[str, Any]]] | None]) -> None:
-        while (item := await queue.get()) is not None:
-            via, events = item
-            if via == "http":
-                await self.gateway.send(events)
-            else:
-                await self.kafka.send(events)
+    async def _worker(self, queue: asyncio.Queue[tuple[str, list[dict[str, Any]]]]) -> None:
+        while not (self._stop.is_set() and queue.empty()):
+            try:
+                via, events = await asyncio.wait_for(queue.get(), timeout=0.5)
+            except TimeoutError:
+                continue
+            try:
+                if via == "http":
+                    await self.gateway.send(events)
+                else:
+                    await self.kafka.send(events)
+            except asyncio.CancelledError:
+                self.ledger.unacked.update(event["id"] for event in events)
+                raise

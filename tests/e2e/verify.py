@@ -85,11 +85,12 @@ async def assert_stored_exactly_once(ledger: Ledger, window: Window, *, within: 
                 f"{len(missing)} of {len(expected)} acknowledged events never became "
                 f"queryable, e.g. {sorted(missing)[:5]}"
             ) from None
-    extra = set(listing.ids) - expected
+    # Batches abandoned when the run ended may have been published before the client gave up.
+    extra = set(listing.ids) - expected - ledger.unacked
     repeated = {event_id: n for event_id, n in listing.ids.items() if n > 1}
     assert not extra, f"events nobody acknowledged: {sorted(extra)[:5]}"
     assert not repeated, f"events listed more than once: {list(repeated.items())[:5]}"
-    assert sum(listing.ids.values()) == len(expected)
+    assert len(expected) <= sum(listing.ids.values()) <= len(expected) + len(ledger.unacked)
     return listing
 
 
