@@ -68,25 +68,8 @@ async def start_service(name: str) -> None:
     await run_devstack(f"services.start_one({name!r})")
 
 
-# devstack's postgres.stop() sends SIGTERM, PostgreSQL's "smart" shutdown, which waits for
-# every client to disconnect; with five services holding pools it never completes, and the
-# SIGKILL after 30 s leaves a lock file the next start trips over. SIGINT is the "fast"
-# shutdown an operator would use: clients are disconnected, the server exits cleanly.
-_FAST_STOP = {
-    "postgres": (
-        "import os, signal, time\n"
-        "from devstack import process\n"
-        "pid = process.read_pid(postgres.NAME)\n"
-        "if pid is not None:\n"
-        "    os.kill(pid, signal.SIGINT)\n"
-        "    while process.pid_alive(pid):\n"
-        "        time.sleep(0.1)\n"
-    )
-}
-
-
 async def stop_part(part: str) -> None:
-    await run_devstack(_FAST_STOP.get(part, f"{part}.stop()"))
+    await run_devstack(f"{part}.stop()")
 
 
 async def start_part(part: str) -> None:

@@ -69,14 +69,14 @@ def spawn(
     return proc.pid
 
 
-def stop(name: str, *, timeout: float = 20.0) -> bool:
-    """SIGTERM the process group, then SIGKILL after ``timeout``. True if something ran."""
+def stop(name: str, *, timeout: float = 20.0, stop_signal: signal.Signals = signal.SIGTERM) -> bool:
+    """Signal the process group, then SIGKILL after ``timeout``. True if something ran."""
     pid = read_pid(name)
     paths.pid_file(name).unlink(missing_ok=True)
     if pid is None:
         return False
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, stop_signal)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not pid_alive(pid):
