@@ -32,7 +32,7 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("ingest", [], ["--rounds", "3", "--seconds", "3"]),
     ("writer", [], ["--events", "50000", "--rounds", "2", "--seconds", "5"]),
     ("query", ["--events", "2000000"], ["--events", "200000"]),
-    ("stream", [], ["--duration", "8", "--max-clients", "1500"]),
+    ("stream", ["--max-clients", "2000"], ["--duration", "8", "--max-clients", "1500"]),
     ("alerter", [], ["--events", "100000", "--bursts", "3"]),
     ("client", [], ["--rounds", "3"]),
     ("e2e", ["--seconds", "60"], ["--seconds", "30", "--latency-seconds", "15"]),
