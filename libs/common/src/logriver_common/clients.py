@@ -6,12 +6,27 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.helpers import create_ssl_context
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from logriver_common.settings import KafkaSettings, MongoSettings, PostgresSettings, RedisSettings
 
 MongoDocument = dict[str, Any]
+
+
+def kafka_security_options(settings: KafkaSettings) -> dict[str, Any]:
+    """aiokafka's connection security options (SASL and/or TLS) from the settings."""
+    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        # Verifies the broker against ssl_cafile (Strimzi's cluster CA), or the system CAs.
+        options["ssl_context"] = create_ssl_context(cafile=settings.ssl_cafile)
+    if settings.security_protocol.startswith("SASL_"):
+        assert settings.sasl_password is not None  # noqa: S101 - checked by KafkaSettings
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return options
 
 
 def kafka_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
@@ -33,6 +48,7 @@ def kafka_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProduce
         "linger_ms": 5,
         "max_batch_size": 256 * 1024,
         "request_timeout_ms": settings.request_timeout_ms,
+        **kafka_security_options(settings),
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
@@ -45,6 +61,7 @@ def kafka_consumer(settings: KafkaSettings, *topics: str, **overrides: Any) -> A
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "request_timeout_ms": max(settings.request_timeout_ms, 40_000),
+        **kafka_security_options(settings),
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)

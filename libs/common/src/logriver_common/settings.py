@@ -42,6 +42,25 @@ class KafkaSettings(BaseSettings):
     topic: str = "logs.v1"
     dlq_topic: str = "logs.v1.dlq"
     request_timeout_ms: int = Field(default=10_000, ge=1000)
+    # Authentication and encryption (docs/operations.md, "Kafka security"). The
+    # local stack is PLAINTEXT; in Kubernetes, Strimzi's listener is SASL_SSL with
+    # SCRAM-SHA-512, one KafkaUser per service, the cluster CA in ssl_cafile.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+
+    @model_validator(mode="after")
+    def _credentials_with_sasl(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"LOGRIVER_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
+                "LOGRIVER_KAFKA_SASL_USERNAME and LOGRIVER_KAFKA_SASL_PASSWORD"
+            )
+        return self
 
 
 class MongoSettings(ConnectionSettings):
