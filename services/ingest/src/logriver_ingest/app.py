@@ -56,9 +56,10 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             await store.prepare(local_mode=settings.mode == "local")
             app.state.api_keys = store
             app.state.gateway = _gateway(settings, producer, redis)
+            # Ready means "can publish": only Kafka. Redis (the rate limiter) fails open
+            # and keys are looked up per request (cached), so an outage of either must
+            # not take every gateway out of the load balancer (issue 19).
             app.state.readiness.add("kafka", partial(clients.check_kafka_producer, producer))
-            app.state.readiness.add("postgres", partial(clients.check_postgres, pool))
-            app.state.readiness.add("redis", partial(clients.check_redis, redis))
             yield
 
     app = create_service_app(
