@@ -18,7 +18,7 @@ from pymongo.read_concern import ReadConcern
 from logriver_common import clients
 from logriver_common.settings import KafkaSettings, MongoSettings
 from logriver_writer.consumer import WriterConsumer
-from logriver_writer.dlq import DeadLetterQueue
+from logriver_common.consumer_kit.dead_letters import DeadLetterQueue
 from logriver_writer.settings import WriterSettings
 from tests.conftest import StartService, Topics
 from tests.integration.writer.helpers import (
@@ -200,7 +200,7 @@ async def test_retention_policy_lets_the_ttl_monitor_delete_expired_events(
 ) -> None:
     policy = {"default": "P1D", "services": {"ephemeral": {"default": "PT2S"}}}
     env = writer_env(topics, mongo_database)
-    env["LOGRIVER_WRITER_RETENTION"] = orjson.dumps(policy).decode()
+    env["LOGRIVER_RETENTION"] = orjson.dumps(policy).decode()
     ephemeral = [
         event.model_copy(update={"service": "ephemeral"})
         for event in make_events(20, prefix="ephemeral")

@@ -6,16 +6,11 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from logriver_common.decoding import find_forbidden_key
 from logriver_common.event import EventLimits
-from logriver_writer.decode import (
-    Accepted,
-    Decoder,
-    Rejected,
-    RejectReason,
-    find_forbidden_key,
-    record_event_id,
-)
-from logriver_writer.retention import RetentionPolicy
+from logriver_common.ids import record_event_id
+from logriver_common.retention import RetentionPolicy
+from logriver_writer.decode import Accepted, Decoder, Rejected, RejectReason
 from tests.unit.writer.fakes import FakeRecord
 
 TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -75,13 +70,13 @@ def test_an_event_without_id_gets_the_same_id_on_every_delivery(decoder: Decoder
 
 
 def test_record_ids_are_uuid7_ordered_by_record_time() -> None:
-    early = record_event_id(FakeRecord(b"", offset=9, timestamp=1_000))
-    late = record_event_id(FakeRecord(b"", offset=1, timestamp=2_000))
+    early = record_event_id("logs.v1", 0, 9, 1_000)
+    late = record_event_id("logs.v1", 0, 1, 2_000)
     parsed = uuid.UUID(early)
     assert parsed.version == 7
     assert parsed.variant == uuid.RFC_4122
     assert early < late
-    assert record_event_id(FakeRecord(b"", offset=9, topic="other", timestamp=1_000)) != early
+    assert record_event_id("other", 0, 9, 1_000) != early
 
 
 @pytest.mark.parametrize(
@@ -92,7 +87,7 @@ def test_record_ids_are_uuid7_ordered_by_record_time() -> None:
         (b'{"service":"a","message":"\xff\xfe"}', RejectReason.INVALID_UTF8, "not UTF-8"),
         (b"this is not json", RejectReason.NOT_JSON, "not JSON"),
         (b'{"service":"a","message":', RejectReason.NOT_JSON, "not JSON"),
-        (b"[1, 2, 3]", RejectReason.INVALID_EVENT, "object"),
+        (b"[1, 2, 3]", RejectReason.NOT_OBJECT, "object"),
         (b'{"message":"no service"}', RejectReason.INVALID_EVENT, "service"),
         (b'{"service":"bad name!","message":"m"}', RejectReason.INVALID_EVENT, "service"),
         (b'{"service":"a","message":"m","level":"LOUD"}', RejectReason.INVALID_EVENT, "level"),

@@ -4,9 +4,13 @@ import random
 
 import pytest
 
-from logriver_writer.backoff import Backoff
+from logriver_common.consumer_kit.backoff import Backoff
+from logriver_common.consumer_kit.dead_letters import (
+    MAX_DLQ_VALUE_BYTES,
+    DlqRatioGuard,
+    dlq_headers,
+)
 from logriver_writer.decode import Rejected, RejectReason
-from logriver_writer.dlq import MAX_DLQ_VALUE_BYTES, DlqRatioGuard, dlq_headers
 from tests.unit.writer.fakes import FakeRecord
 
 

@@ -1,13 +1,18 @@
 """The log event: the contract between clients, the gateway, Kafka and every consumer.
 
-The gateway validates what clients send with :class:`LogEvent`; the writer,
-stream and alerter validate every Kafka record again with the same model,
-because nothing that reaches a topic is trusted. Limits travel in the
+This model is the one acceptance rule. The gateway and the relay validate what
+clients send with it; the writer, stream and alerter decode every ``logs.v1``
+record through :func:`logriver_common.decoding.decode_event`, which applies the
+same model, so an event the gateway accepted is always one MongoDB can store
+and one every consumer can handle. The rule is therefore about storage as much
+as shape: integers fit BSON's signed 64 bits, floats are finite, no text holds
+NUL, timestamps lie between 1970 and a little past now. Limits travel in the
 validation context (:class:`EventLimits`) so each service can configure them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -89,6 +94,11 @@ class EventLimits:
 
 
 DEFAULT_LIMITS = EventLimits()
+# Nothing before the Unix epoch is a real log line; such stamps come from zeroed clocks.
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+# BSON has one integer type wide enough for JSON numbers: signed 64-bit.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 _ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,64}$"
 _SERVICE_PATTERN = r"^[A-Za-z0-9._\-]{1,64}$"
 
@@ -168,9 +178,10 @@ class LogEvent(BaseModel):
 
     @field_validator("timestamp")
     @classmethod
-    def _timestamp_utc_not_future(cls, value: datetime, info: ValidationInfo) -> datetime:
-        # A timestamp without an offset is taken as UTC, the convention of most log libraries.
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    def _timestamp_utc_in_range(cls, value: datetime, info: ValidationInfo) -> datetime:
+        value = to_utc(value, "timestamp")
+        if value < EARLIEST_TIMESTAMP:
+            raise ValueError("timestamp is before 1970-01-01T00:00:00Z")
         skew = _limits(info).max_future_skew
         if value > utcnow() + skew:
             raise ValueError(f"timestamp is more than {skew} in the future")
@@ -179,9 +190,7 @@ class LogEvent(BaseModel):
     @field_validator("received_at")
     @classmethod
     def _received_at_utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return None if value is None else to_utc(value, "received_at")
 
     @field_validator("message")
     @classmethod
@@ -190,6 +199,15 @@ class LogEvent(BaseModel):
         # len(str) <= cap/4 can never exceed the cap in UTF-8: skip encoding short messages.
         if len(value) * 4 > cap and len(value.encode("utf-8", "surrogatepass")) > cap:
             raise ValueError(f"message is longer than {cap} bytes")
+        if "\x00" in value:
+            raise ValueError(_NUL_TEXT)
+        return value
+
+    @field_validator("host", "env")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError(_NUL_TEXT)
         return value
 
     @field_validator("trace_id", "span_id")
@@ -226,11 +244,46 @@ class LogEvent(BaseModel):
         return self.model_dump_json(exclude_none=True).encode()
 
 
-def _check_metadata(root: dict[str, Any], limits: EventLimits) -> int:
-    """Validate nesting and keys; return the number of keys seen.
+_NUL_TEXT = "text may not contain NUL (U+0000)"
 
-    Depth counts containers: the metadata object is level 1. Iterative, and
-    never descends into scalars, because this runs for every event ingested.
+
+def to_utc(value: datetime, name: str) -> datetime:
+    """An aware UTC datetime; naive values are taken as UTC (most log libraries mean that).
+
+    Converting a stamp at the edge of the calendar (year 1 at +01:00, year 9999
+    at -01:00) leaves ``datetime``'s range: that is the sender's error, not ours.
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"{name} is outside the years 1970 to 9999 once converted to UTC"
+        ) from None
+
+
+def _check_scalar(value: object) -> None:
+    """Scalars MongoDB can store and every consumer can re-encode as JSON."""
+    kind = type(value)
+    if kind is int:
+        if not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+            raise ValueError(
+                f"metadata integer {value} is outside signed 64-bit, the widest integer "
+                "MongoDB stores; send it as a string"
+            )
+    elif kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise ValueError("metadata numbers must be finite (no NaN or Infinity)")
+    elif kind is str and "\x00" in value:  # type: ignore[operator]
+        raise ValueError(_NUL_TEXT)
+
+
+def _check_metadata(root: dict[str, Any], limits: EventLimits) -> int:
+    """Validate nesting, keys and scalars; return the number of keys seen.
+
+    Depth counts containers: the metadata object is level 1. Iterative (a
+    hostile depth cannot exhaust the stack), because this runs for every event.
     """
     keys = 0
     pending: list[tuple[object, int]] = [(root, 1)]
@@ -256,7 +309,13 @@ def _check_metadata(root: dict[str, Any], limits: EventLimits) -> int:
                 keys += 1
                 if isinstance(item, dict | list):
                     pending.append((item, depth + 1))
+                elif item is not None and type(item) is not bool:
+                    _check_scalar(item)
         else:
             assert isinstance(value, list)  # noqa: S101 - only containers are queued
-            pending.extend((item, depth + 1) for item in value if isinstance(item, dict | list))
+            for item in value:
+                if isinstance(item, dict | list):
+                    pending.append((item, depth + 1))
+                elif item is not None and type(item) is not bool:
+                    _check_scalar(item)
     return keys

@@ -15,10 +15,10 @@ from fastapi import FastAPI
 
 from logriver_common import clients
 from logriver_common.app import create_service_app
+from logriver_common.consumer_kit.dead_letters import DeadLetterQueue
 from logriver_common.indexes import ensure_log_indexes
 from logriver_common.web.health import Readiness
 from logriver_writer.consumer import WriterConsumer
-from logriver_writer.dlq import DeadLetterQueue
 from logriver_writer.settings import WriterSettings
 
 log = logging.getLogger(__name__)

@@ -27,12 +27,12 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind
 from pymongo.asynchronous.collection import AsyncCollection
 
+from logriver_common.consumer_kit.backoff import Backoff
+from logriver_common.consumer_kit.dead_letters import DeadLetterQueue, DlqRatioGuard
+from logriver_common.consumer_kit.records import Record
 from logriver_writer import metrics
-from logriver_writer.backoff import Backoff
 from logriver_writer.batcher import Batch, Batcher
 from logriver_writer.decode import Accepted, Decoder, Rejected, RejectReason
-from logriver_writer.dlq import DeadLetterQueue, DlqRatioGuard
-from logriver_writer.records import Record
 from logriver_writer.settings import WriterSettings
 from logriver_writer.sink import BulkInsert, Document, TransientWriteError, majority_collection
 

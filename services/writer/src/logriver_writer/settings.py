@@ -6,8 +6,8 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from logriver_common.event import EventLimits
+from logriver_common.retention import RetentionPolicy, retention_field
 from logriver_common.settings import KafkaSettings, MongoSettings, ServiceSettings
-from logriver_writer.retention import RetentionPolicy
 
 
 class WriterSettings(ServiceSettings):
@@ -47,7 +47,7 @@ class WriterSettings(ServiceSettings):
     # How often consumer lag is read from the broker's end offsets.
     lag_interval_s: float = Field(default=5.0, gt=0.0)
 
-    retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
+    retention: RetentionPolicy = retention_field()
 
     def event_limits(self) -> EventLimits:
         return EventLimits(max_message_bytes=self.max_message_bytes)

@@ -103,8 +103,9 @@ class BulkInsert:
                 await self.collection.insert_many([self.documents[i] for i in batch], ordered=False)
         except BulkWriteError as exc:
             self._absorb_bulk_error(batch, dict(exc.details))
-        except (DocumentTooLarge, InvalidDocument) as exc:
-            # Raised while encoding, before the server saw the batch: find the culprits.
+        except (DocumentTooLarge, InvalidDocument, OverflowError, UnicodeEncodeError) as exc:
+            # Raised while encoding, before the server saw the batch: find the culprits. The
+            # canonical decoder lets none of these through; this is the second line of defence.
             self._reject_unencodable(batch, exc)
         except PyMongoError as exc:
             # Outcome unknown (network, no primary, timeout): everything stays pending.

@@ -1,11 +1,13 @@
 """Retention: how long each stored event is kept, decided per event from a policy.
 
-The policy is data, not code: it is read from ``LOGRIVER_WRITER_RETENTION`` as
-JSON, so an operator changes retention by restarting the writer with a new
-value. Each document gets an ``expire_at`` (event ``timestamp`` + retention)
-and MongoDB's TTL index on ``expire_at`` deletes it once that time has passed.
-A change applies to events written from then on; stored documents keep the
-``expire_at`` they were written with.
+The policy is data, not code: it is read from ``LOGRIVER_RETENTION`` as JSON by
+the writer (which stamps each document) and by the gateway and the relay (which
+refuse, at the door, an event that retention would delete at once). An operator
+changes it by restarting those with a new value. Each document gets an
+``expire_at`` (event ``timestamp`` + retention) and MongoDB's TTL index on
+``expire_at`` deletes it once that time has passed. A change applies to events
+written from then on; stored documents keep the ``expire_at`` they were written
+with.
 
 Durations are ISO 8601 (``"P30D"``, ``"PT12H"``, ``"PT5S"``) or a number of
 seconds; ``null`` means "keep forever" (no ``expire_at``, so the TTL index
@@ -17,11 +19,11 @@ ignores the document). The most specific rule wins::
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from logriver_common.event import Level
+from logriver_common.event import Level, LogEvent
 
 # `None` keeps an event forever; a duration keeps it that long after its timestamp.
 Retention = timedelta | None
@@ -97,3 +99,26 @@ class RetentionPolicy(_LevelRules):
         """When the event may be deleted; None keeps it forever."""
         retention = self.retention_for(service, level)
         return None if retention is None else timestamp + retention
+
+    def refusal(self, event: LogEvent, now: datetime) -> str | None:
+        """Why the door must refuse ``event`` (retention would delete it at once), or None.
+
+        Only the gateway and the relay ask: a consumer of ``logs.v1`` stores what
+        was admitted even if it reads it late (the TTL monitor then removes it).
+        """
+        retention = self.retention_for(event.service, event.level)
+        if retention is None or event.timestamp + retention > now:
+            return None
+        return (
+            f"timestamp {event.timestamp.isoformat()} is older than the retention of "
+            f"{retention} for this service and level: it would be deleted at once"
+        )
+
+
+def retention_field() -> Any:
+    """The ``retention`` settings field: one env var for every service that needs it."""
+    return Field(
+        default_factory=RetentionPolicy,
+        validation_alias=AliasChoices("LOGRIVER_RETENTION", "retention"),
+        description="Retention policy as JSON (LOGRIVER_RETENTION).",
+    )

@@ -1,4 +1,4 @@
-"""The slice of a Kafka record the writer reads, so steps can be tested without a broker."""
+"""The slice of a Kafka record the consumers read, so steps can be tested without a broker."""
 
 from __future__ import annotations
 

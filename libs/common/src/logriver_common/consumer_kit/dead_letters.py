@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
-from logriver_writer.decode import Rejected
+from logriver_common.consumer_kit.records import Record
+from logriver_common.decoding import RejectReason
 
 # A DLQ record has to fit the broker's default message size; keep the head of bigger values.
 MAX_DLQ_VALUE_BYTES = 512 * 1024
@@ -23,6 +25,17 @@ SOURCE_TOPIC_HEADER = "x-source-topic"
 SOURCE_PARTITION_HEADER = "x-source-partition"
 SOURCE_OFFSET_HEADER = "x-source-offset"
 TRUNCATED_HEADER = "x-dlq-truncated-from"
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A record that will not be processed, and why (a DLQ record once sent)."""
+
+    record: Record
+    reason: RejectReason
+    detail: str
+
+
 _OURS = frozenset(
     {
         REASON_HEADER,

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from logriver_common.event import Level
-from logriver_writer.retention import RetentionPolicy
+from logriver_common.retention import RetentionPolicy
 from logriver_writer.settings import WriterSettings
 
 POLICY = RetentionPolicy.model_validate(
@@ -67,7 +67,7 @@ def test_invalid_policies_are_refused(bad: dict[str, object]) -> None:
 
 def test_policy_comes_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
-        "LOGRIVER_WRITER_RETENTION",
+        "LOGRIVER_RETENTION",
         '{"default": "P14D", "services": {"audit": {"default": "P400D"}}}',
     )
     settings = WriterSettings()
