@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import pytest
 
 from logriver_common.event import EventLimits, LogEvent
+from logriver_common.retention import RetentionPolicy
 from logriver_ingest.parsing import LineError
 from logriver_ingest.redaction import Redactor
 from logriver_ingest.settings import IngestSettings
@@ -23,6 +25,7 @@ def run(items: list[object], limits: EventLimits | None = None) -> ValidatedBatc
         context=(limits or SETTINGS.event_limits()).context(),
         received_at=NOW,
         redactor=REDACTOR,
+        retention=SETTINGS.retention,
     )
 
 
@@ -87,3 +90,64 @@ def test_redaction_happens_before_serialisation() -> None:
     assert b"hunter2" not in value
     assert b"t0k" not in value
     assert batch.redactions == {"password": 1, "metadata_key": 1}
+
+
+def test_events_that_retention_would_delete_at_once_are_refused_at_the_door() -> None:
+    batch = run(
+        [
+            {"service": "a", "message": "fresh", "timestamp": "2026-01-15T09:00:00Z"},
+            {"service": "a", "message": "1970", "timestamp": "1970-01-01T00:00:00Z"},
+            {"service": "a", "message": "40 days", "timestamp": "2025-12-06T10:00:00Z"},
+        ]
+    )
+    assert len(batch.records) == 1
+    assert [e["index"] for e in batch.errors] == [1, 2]
+    for error in batch.errors:
+        (detail,) = error["errors"]
+        assert detail["type"] == "timestamp_expired"
+        assert detail["loc"] == ["timestamp"]
+        assert "deleted at once" in detail["msg"]
+
+
+def test_a_per_service_retention_decides_the_door() -> None:
+    policy = RetentionPolicy.model_validate(
+        {"default": "P1D", "services": {"audit": {"default": None}}}
+    )
+    batch = validate_items(
+        [
+            {"service": "audit", "message": "kept forever", "timestamp": "1999-01-01T00:00:00Z"},
+            {"service": "web", "message": "too old", "timestamp": "2026-01-13T00:00:00Z"},
+        ],
+        context=SETTINGS.event_limits().context(),
+        received_at=NOW,
+        redactor=REDACTOR,
+        retention=policy,
+    )
+    assert len(batch.records) == 1
+    assert [e["index"] for e in batch.errors] == [1]
+
+
+@pytest.mark.parametrize(
+    ("item", "loc"),
+    [
+        ({"timestamp": "0001-01-01T00:00:00+01:00"}, ["timestamp"]),
+        ({"timestamp": "9999-12-31T23:59:59-01:00"}, ["timestamp"]),
+        ({"timestamp": "1969-12-31T23:59:59Z"}, ["timestamp"]),
+        ({"metadata": {"n": 2**63}}, ["metadata"]),
+        ({"metadata": {"n": 2**64 - 1}}, ["metadata"]),
+        ({"metadata": {"n": -(2**63) - 1}}, ["metadata"]),
+        ({"metadata": {"n": float("inf")}}, ["metadata"]),
+        ({"metadata": {"n": [float("nan")]}}, ["metadata"]),
+        ({"message": "a\x00b"}, ["message"]),
+        ({"host": "h\x00"}, ["host"]),
+        ({"metadata": {"k": "v\x00"}}, ["metadata"]),
+    ],
+)
+def test_values_storage_cannot_hold_are_per_item_errors(
+    item: dict[str, object], loc: list[str]
+) -> None:
+    batch = run([{"service": "a", "message": "good"}, {"service": "a", "message": "x", **item}])
+    assert len(batch.records) == 1, batch.errors
+    (error,) = batch.errors
+    assert error["index"] == 1
+    assert error["errors"][0]["loc"] == loc

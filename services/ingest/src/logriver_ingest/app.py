@@ -80,6 +80,7 @@ def _gateway(settings: IngestSettings, producer: AIOKafkaProducer, redis: Redis)
             max_batch_events=settings.max_batch_events,
         ),
         validation_context=settings.event_limits().context(),
+        retention=settings.retention,
         redactor=Redactor(settings.redaction_rules, settings.masked_metadata_keys),
         publisher=Publisher(
             producer,

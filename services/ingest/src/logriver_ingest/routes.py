@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from logriver_common.auth import ApiKey, Scope, require_scope
 from logriver_common.event import utcnow
+from logriver_common.retention import RetentionPolicy
 from logriver_common.telemetry import inject_kafka_headers
 from logriver_common.web.errors import ApiError
 from logriver_ingest import metrics
@@ -34,6 +35,7 @@ class Gateway:
 
     body_limits: BodyLimits
     validation_context: dict[str, Any]
+    retention: RetentionPolicy
     redactor: Redactor
     publisher: Publisher
     rate_limiter: RateLimiter | None
@@ -181,6 +183,7 @@ async def _handle(request: Request, gateway: Gateway, key: ApiKey) -> Response:
         context=gateway.validation_context,
         received_at=utcnow(),
         redactor=gateway.redactor,
+        retention=gateway.retention,
     )
     if batch.errors:
         metrics.EVENTS_REJECTED.labels("validation_failed").inc(len(batch.errors))

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from logriver_common.event import EventLimits
+from logriver_common.retention import RetentionPolicy, retention_field
 from logriver_common.settings import KafkaSettings, PostgresSettings, RedisSettings, ServiceSettings
 
 
@@ -89,6 +90,9 @@ class IngestSettings(ServiceSettings):
     )
 
     port: int = 8000
+    # OTLP/gRPC (LogsService/Export) listens on host:grpc_port; 0 turns it off. Not 4317:
+    # that is Jaeger's OTLP port in the local stack (4318 its OTLP/HTTP).
+    grpc_port: int = Field(default=4319, ge=0, le=65535)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
@@ -128,6 +132,9 @@ class IngestSettings(ServiceSettings):
     masked_metadata_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_MASKED_KEYS))
 
     api_key_cache_ttl_s: float = Field(default=30.0, ge=0)
+
+    # The door refuses what this policy would delete at once (also the writer's policy).
+    retention: RetentionPolicy = retention_field()
 
     @model_validator(mode="after")
     def _burst_fits_a_batch(self) -> IngestSettings:

@@ -1,6 +1,10 @@
-"""Validate a request's items one by one into Kafka records, redacting as we go.
+"""Validate items one by one into Kafka records, redacting as we go: the door's rule.
 
-A bad item never fails its neighbours: it becomes ``{"index": i, "errors": [...]}``.
+The gateway (HTTP) and the relay (the raw topic) both admit events through
+:func:`validate_items`, so an event reaches ``logs.v1`` only if it passed the
+one ``LogEvent`` rule, the time policy (retention would not delete it at once)
+and redaction. A bad item never fails its neighbours: it becomes
+``{"index": i, "errors": [...]}``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from logriver_common.decoding import field_errors
 from logriver_common.event import LogEvent
+from logriver_common.retention import RetentionPolicy
 from logriver_ingest.parsing import LineError
 from logriver_ingest.publisher import Record
 from logriver_ingest.redaction import Redactor
@@ -26,14 +32,6 @@ class ValidatedBatch:
     redactions: Counter[str] = field(default_factory=Counter)
 
 
-def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """Pydantic's errors without echoing the input back (it may be huge or secret)."""
-    return [
-        {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
-        for err in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
-
-
 def _item_error(index: int, msg: str, kind: str) -> dict[str, Any]:
     return {"index": index, "errors": [{"loc": [], "msg": msg, "type": kind}]}
 
@@ -44,6 +42,7 @@ def validate_items(
     context: dict[str, Any],
     received_at: datetime,
     redactor: Redactor,
+    retention: RetentionPolicy,
 ) -> ValidatedBatch:
     batch = ValidatedBatch()
     validate = LogEvent.model_validate
@@ -61,6 +60,11 @@ def validate_items(
             event = validate(item, context=context)
         except ValidationError as exc:
             batch.errors.append({"index": index, "errors": field_errors(exc)})
+            continue
+        refusal = retention.refusal(event, received_at)
+        if refusal is not None:
+            error = {"loc": ["timestamp"], "msg": refusal, "type": "timestamp_expired"}
+            batch.errors.append({"index": index, "errors": [error]})
             continue
         redactor.redact_event(event, batch.redactions)
         batch.records.append((event.service.encode(), event.to_json()))
