@@ -38,6 +38,19 @@ async def _aggregate(
 
 def bucket_seconds(window: TimeRange, requested: str | None, max_buckets: int) -> int:
     """The bucket size: as requested ("5m"), or the smallest nice size giving ≤ ~60 buckets."""
+    size = _bucket_size(window, requested, max_buckets)
+    try:
+        # Buckets align to the epoch, so the first one can start before the window:
+        # before 0001-01-01 that start is not a datetime.
+        from_ms(to_ms(window.since) // (size * 1000) * (size * 1000))
+    except OverflowError:
+        raise bad_request(
+            "the first bucket would start before year 1; move `since` later", "invalid_range"
+        ) from None
+    return size
+
+
+def _bucket_size(window: TimeRange, requested: str | None, max_buckets: int) -> int:
     if requested is None or requested == "auto":
         for size in _NICE:
             if window.seconds / size <= AUTO_TARGET_BUCKETS:

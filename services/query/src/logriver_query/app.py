@@ -6,8 +6,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pymongo.monitoring import CommandListener
 
@@ -15,6 +18,7 @@ from logriver_common import clients
 from logriver_common.app import create_service_app
 from logriver_common.auth import ApiKeyStore
 from logriver_common.stream_tokens import LOCAL_SECRET, StreamTokenSettings
+from logriver_common.web.errors import error_response
 from logriver_query.cache import AggregationCache
 from logriver_query.metrics import LatencyMiddleware
 from logriver_query.routes import QueryContext, router
@@ -70,8 +74,34 @@ def create_app(
         lifespan=lifespan,
         description="Search and aggregate stored logs; the web console is at `/`.",
     )
+    # The query API takes no body: every validation failure is a bad parameter, which
+    # this API has always answered with 400 (see docs/query.md), like its own checks.
+    app.add_exception_handler(RequestValidationError, invalid_parameter)
+    app.openapi = partial(_openapi_without_422, app)  # type: ignore[method-assign]
     app.add_middleware(LatencyMiddleware)
     app.include_router(router)
     # Last: the mount at "/" would otherwise shadow every route registered after it.
     app.mount("/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
     return app
+
+
+def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
+    """FastAPI lists a 422 on every operation with parameters; this API answers 400 instead."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation["responses"].pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+    return app.openapi_schema or {}
+
+
+async def invalid_parameter(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
+    problems = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ()) if part not in ("query", "path")]
+        name = ".".join(loc) or "request"
+        problems.append(f"`{name[:64]}`: {err.get('msg', 'invalid')}")
+    return error_response(400, "bad_request", "; ".join(problems))

@@ -94,6 +94,9 @@ def decode(token: str, secret: SecretStr, *, filter_hash: str, order: Order) -> 
     """The position in a cursor issued for this filter set and order, or InvalidCursor."""
     if len(token) > MAX_CURSOR_LENGTH or token.count(".") != 1:
         raise InvalidCursor("malformed cursor")
+    if not token.isascii():
+        # hmac.compare_digest refuses non-ASCII str (TypeError), and a cursor is base64url.
+        raise InvalidCursor("malformed cursor")
     payload, signature = token.split(".")
     if not hmac.compare_digest(_sign(secret, payload), signature):
         raise InvalidCursor("cursor signature does not match (edited or truncated?)")
@@ -114,4 +117,9 @@ def decode(token: str, secret: SecretStr, *, filter_hash: str, order: Order) -> 
         and EVENT_ID.match(event_id)
     ):
         raise InvalidCursor("malformed cursor")
-    return Position(ts, event_id, order, filter_hash, TimeRange(from_ms(since), from_ms(until)))
+    try:
+        window = TimeRange(from_ms(since), from_ms(until))
+        from_ms(ts)
+    except OverflowError:
+        raise InvalidCursor("malformed cursor") from None
+    return Position(ts, event_id, order, filter_hash, window)

@@ -160,14 +160,22 @@ def parse_time(value: str, now: datetime, name: str) -> datetime:
         try:
             return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
         except OverflowError:
-            raise bad_request(f"`{name}` is out of range") from None
+            raise out_of_range(name) from None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise bad_request(
             f"`{name}` must be RFC 3339 (2026-01-02T15:04:05Z) or relative (15m, 2h, 7d)"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        # 0001-01-01T00:00:00+01:00 is a valid datetime whose UTC instant is not.
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise out_of_range(name) from None
+
+
+def out_of_range(name: str) -> ApiError:
+    return bad_request(f"`{name}` is out of range (UTC times from year 1 to 9999)", "invalid_range")
 
 
 def parse_window(
@@ -178,7 +186,10 @@ def parse_window(
     if since_raw:
         since = parse_time(since_raw, now, "since")
     else:
-        since = until - timedelta(seconds=settings.default_range_seconds)
+        try:
+            since = until - timedelta(seconds=settings.default_range_seconds)
+        except OverflowError:
+            raise out_of_range("until") from None
     if since >= until:
         raise bad_request("`since` must be before `until`", "invalid_range")
     window = TimeRange(since, until)

@@ -8,14 +8,24 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from logriver_common.auth import DEV_KEY, ApiKey, Scope, require_scope
 from logriver_common.documents import document_to_event
 from logriver_common.stream_tokens import StreamTokenSettings, issue_token
 from logriver_common.web.errors import ApiError
-from logriver_query import aggregations, cursor, search
+from logriver_query import aggregations, contract, cursor, search
 from logriver_query.cache import AggregationCache, cache_key
+from logriver_query.contract import (
+    META_DESCRIPTION,
+    READ_ERRORS,
+    ConsistentParam,
+    HistogramParams,
+    LogsParams,
+    SummaryParams,
+    TopMessagesParams,
+    error_responses,
+)
 from logriver_query.filters import (
     EVENT_ID,
     FILTER_PARAMS,
@@ -23,10 +33,7 @@ from logriver_query.filters import (
     LogFilter,
     Params,
     bad_request,
-    parse_bool,
     parse_filter,
-    parse_int,
-    parse_order,
     reject_unknown,
     single,
 )
@@ -35,6 +42,8 @@ from logriver_query.reads import Collection, database_errors, reader
 from logriver_query.settings import QuerySettings
 
 MAX_PARAMETERS = 64
+# Parameters that may be given more than once (as may every `meta.<key>`).
+REPEATABLE = frozenset({"service", "level"})
 
 
 @dataclass
@@ -59,11 +68,18 @@ def context(request: Request) -> QueryContext:
     return ctx
 
 
-def params_of(request: Request) -> Params:
-    names = list(request.query_params.keys())
-    if len(request.query_params.multi_items()) > MAX_PARAMETERS:
+def params_of(request: Request, allowed: frozenset[str] | set[str]) -> Params:
+    """The raw query string, for what a model cannot check: names, repeats and `meta.*`."""
+    query = request.query_params
+    if len(query.multi_items()) > MAX_PARAMETERS:
         raise bad_request(f"at most {MAX_PARAMETERS} query parameters")
-    return {name: request.query_params.getlist(name) for name in names}
+    params = {name: query.getlist(name) for name in query}
+    reject_unknown(params, allowed)
+    for name, values in params.items():
+        # The model would silently keep the last of `limit=1&limit=1000`.
+        if len(values) > 1 and name not in REPEATABLE and not name.startswith("meta."):
+            single(params, name)
+    return params
 
 
 def json(body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -74,28 +90,41 @@ Ctx = Annotated[QueryContext, Depends(context)]
 Reader = Annotated[ApiKey, Depends(require_scope(Scope.READ))]
 router = APIRouter(prefix="/v1")
 
+LOGS_PARAMS = FILTER_PARAMS | {"order", "limit", "page_size", "cursor", "consistent"}
+SUMMARY_PARAMS = frozenset({"service", "since", "until", "host", "env", "consistent"})
+CHART_PARAMS = (FILTER_PARAMS - {"q", "trace_id"}) | {"consistent"}
 
-@router.get("/logs", summary="Search logs (filters, text search, cursor pagination)")
-async def list_logs(request: Request, ctx: Ctx, _: Reader) -> Response:
-    params = params_of(request)
-    if "page" in params:
+
+@router.get(
+    "/logs",
+    summary="Search logs (filters, text search, cursor pagination)",
+    description=META_DESCRIPTION,
+    response_model=contract.LogsPage,
+    responses=error_responses(*READ_ERRORS),
+)
+async def list_logs(
+    request: Request, ctx: Ctx, _: Reader, query: Annotated[LogsParams, Query()]
+) -> Response:
+    if "page" in request.query_params:
         raise bad_request(
             "page numbers are not supported: pass `cursor` (the previous page's `next_cursor`); "
             "see docs/query.md"
         )
-    reject_unknown(params, FILTER_PARAMS | {"order", "limit", "page_size", "cursor", "consistent"})
+    params = params_of(request, LOGS_PARAMS)
     settings = ctx.settings
     flt = parse_filter(params, settings)
-    order = parse_order(params)
-    size_name = "page_size" if "page_size" in params else "limit"
-    limit = parse_int(params, size_name, settings.default_page_size, 1, settings.max_page_size)
-    consistent = parse_bool(params, "consistent")
+    order = query.order
+    size_name, size = (
+        ("page_size", query.page_size) if query.page_size is not None else ("limit", query.limit)
+    )
+    if size is not None and size > settings.max_page_size:
+        raise bad_request(f"`{size_name}` must be an integer from 1 to {settings.max_page_size}")
+    limit = size or settings.default_page_size
     position = None
-    token = single(params, "cursor")
-    if token is not None:
+    if query.cursor is not None:
         try:
             position = cursor.decode(
-                token, settings.cursor_secret, filter_hash=flt.fingerprint(), order=order
+                query.cursor, settings.cursor_secret, filter_hash=flt.fingerprint(), order=order
             )
         except cursor.InvalidCursor as exc:
             raise bad_request(str(exc), "invalid_cursor") from None
@@ -104,7 +133,7 @@ async def list_logs(request: Request, ctx: Ctx, _: Reader) -> Response:
     ):
         with database_errors():
             page = await search.find_page(
-                ctx.reader(consistent),
+                ctx.reader(query.consistent),
                 flt,
                 order=order,
                 limit=limit,
@@ -129,39 +158,57 @@ async def list_logs(request: Request, ctx: Ctx, _: Reader) -> Response:
     )
 
 
-@router.get("/logs/{event_id}", summary="One event by id")
+@router.get(
+    "/logs/{event_id}",
+    summary="One event by id",
+    response_model=contract.Event,
+    responses=error_responses(400, 401, 403, 404, 503),
+)
 async def get_log(
-    request: Request, ctx: Ctx, _: Reader, event_id: Annotated[str, Path(max_length=64)]
+    request: Request,
+    ctx: Ctx,
+    _: Reader,
+    event_id: Annotated[
+        str,
+        Path(
+            pattern=EVENT_ID.pattern,
+            description="The event id: 1 to 64 of `[A-Za-z0-9._:-]`.",
+        ),
+    ],
+    query: Annotated[ConsistentParam, Query()],
 ) -> Response:
-    params = params_of(request)
-    reject_unknown(params, {"consistent"})
-    if not EVENT_ID.match(event_id):
-        raise bad_request("an event id is 1 to 64 of [A-Za-z0-9._:-]")
+    params_of(request, {"consistent"})
     with database_errors():
         doc = await search.find_event(
-            ctx.reader(parse_bool(params, "consistent")),
-            event_id,
-            max_time_ms=ctx.settings.max_time_ms,
+            ctx.reader(query.consistent), event_id, max_time_ms=ctx.settings.max_time_ms
         )
     if doc is None:
         raise ApiError(404, "not_found", f"no event with id {event_id!r}")
     return json(document_to_event(doc))
 
 
-@router.get("/traces/{trace_id}", summary="All logs of a trace, oldest first, with a Jaeger link")
+@router.get(
+    "/traces/{trace_id}",
+    summary="All logs of a trace, oldest first, with a Jaeger link",
+    response_model=contract.Trace,
+    responses=error_responses(*READ_ERRORS),
+)
 async def get_trace(
-    request: Request, ctx: Ctx, _: Reader, trace_id: Annotated[str, Path(max_length=32)]
+    request: Request,
+    ctx: Ctx,
+    _: Reader,
+    trace_id: Annotated[
+        str, Path(pattern=TRACE_ID.pattern, description="W3C trace id: 32 hex digits.")
+    ],
+    query: Annotated[ConsistentParam, Query()],
 ) -> Response:
-    params = params_of(request)
-    reject_unknown(params, {"consistent"})
-    if not TRACE_ID.match(trace_id):
-        raise bad_request("a trace id is 32 hex digits")
+    params_of(request, {"consistent"})
     trace_id = trace_id.lower()
     settings = ctx.settings
     async with timed_query("trace", {"trace_id": trace_id}, settings.slow_query_ms):
         with database_errors():
             docs, truncated = await search.find_trace(
-                ctx.reader(parse_bool(params, "consistent")),
+                ctx.reader(query.consistent),
                 trace_id,
                 cap=settings.max_trace_events,
                 max_time_ms=settings.max_time_ms,
@@ -182,7 +229,7 @@ Aggregate = Callable[[Collection, LogFilter], Awaitable[dict[str, Any]]]
 
 async def _cached(
     ctx: Ctx,
-    params: Params,
+    consistent: bool,
     kind: str,
     flt: LogFilter,
     extra: dict[str, Any],
@@ -190,7 +237,6 @@ async def _cached(
 ) -> Response:
     """Serve an aggregation from the cache, or run it once (single-flight) and cache it."""
     settings = ctx.settings
-    consistent = parse_bool(params, "consistent")
 
     async def compute() -> dict[str, Any]:
         async with timed_query(kind, {**_loggable(flt), **extra}, settings.slow_query_ms):
@@ -205,75 +251,98 @@ async def _cached(
     return json(value, {"X-Cache": outcome})
 
 
-@router.get("/stats/errors", summary="Error count and latest error per service")
-async def stats_errors(request: Request, ctx: Ctx, _: Reader) -> Response:
-    params = params_of(request)
-    reject_unknown(params, {"service", "since", "until", "host", "env", "consistent"})
+@router.get(
+    "/stats/errors",
+    summary="Error count and latest error per service",
+    description=META_DESCRIPTION,
+    response_model=contract.ErrorSummary,
+    responses=error_responses(*READ_ERRORS),
+)
+async def stats_errors(
+    request: Request, ctx: Ctx, _: Reader, query: Annotated[SummaryParams, Query()]
+) -> Response:
+    params = params_of(request, SUMMARY_PARAMS)
     flt = parse_filter(params, ctx.settings, allow_text=False)
     max_ms = ctx.settings.max_time_ms
 
     async def run(coll: Collection, f: LogFilter) -> dict[str, Any]:
         return await aggregations.error_summary(coll, f, max_time_ms=max_ms)
 
-    return await _cached(ctx, params, "errors", flt, {}, run)
+    return await _cached(ctx, query.consistent, "errors", flt, {}, run)
 
 
-@router.get("/stats/histogram", summary="Counts per time bucket, by level or service")
-async def stats_histogram(request: Request, ctx: Ctx, _: Reader) -> Response:
-    params = params_of(request)
-    allowed = FILTER_PARAMS - {"q", "trace_id"}
-    reject_unknown(params, allowed | {"bucket", "group_by", "consistent"})
+@router.get(
+    "/stats/histogram",
+    summary="Counts per time bucket, by level or service",
+    description=META_DESCRIPTION,
+    response_model=contract.Histogram,
+    responses=error_responses(*READ_ERRORS),
+)
+async def stats_histogram(
+    request: Request, ctx: Ctx, _: Reader, query: Annotated[HistogramParams, Query()]
+) -> Response:
+    params = params_of(request, CHART_PARAMS | {"bucket", "group_by"})
     settings = ctx.settings
     flt = parse_filter(params, settings, allow_text=False)
-    group_by = single(params, "group_by") or "level"
-    if group_by not in ("level", "service", "none"):
-        raise bad_request("`group_by` is level, service or none")
-    bucket_s = aggregations.bucket_seconds(
-        flt.window, single(params, "bucket"), settings.max_histogram_buckets
-    )
+    group_by = query.group_by
+    bucket_s = aggregations.bucket_seconds(flt.window, query.bucket, settings.max_histogram_buckets)
 
     async def run(coll: Collection, f: LogFilter) -> dict[str, Any]:
         return await aggregations.histogram(
-            coll,
-            f,
-            bucket_s=bucket_s,
-            group_by=group_by,  # type: ignore[arg-type]  # checked above
-            max_time_ms=settings.max_time_ms,
+            coll, f, bucket_s=bucket_s, group_by=group_by, max_time_ms=settings.max_time_ms
         )
 
     extra = {"bucket": bucket_s, "group_by": group_by}
-    return await _cached(ctx, params, "histogram", flt, extra, run)
+    return await _cached(ctx, query.consistent, "histogram", flt, extra, run)
 
 
-@router.get("/stats/services", summary="Services seen, with counts and error rates")
-async def stats_services(request: Request, ctx: Ctx, _: Reader) -> Response:
-    params = params_of(request)
-    reject_unknown(params, {"service", "since", "until", "host", "env", "consistent"})
+@router.get(
+    "/stats/services",
+    summary="Services seen, with counts and error rates",
+    description=META_DESCRIPTION,
+    response_model=contract.ServicesSummary,
+    responses=error_responses(*READ_ERRORS),
+)
+async def stats_services(
+    request: Request, ctx: Ctx, _: Reader, query: Annotated[SummaryParams, Query()]
+) -> Response:
+    params = params_of(request, SUMMARY_PARAMS)
     flt = parse_filter(params, ctx.settings, allow_text=False)
     max_ms = ctx.settings.max_time_ms
 
     async def run(coll: Collection, f: LogFilter) -> dict[str, Any]:
         return await aggregations.services_summary(coll, f, max_time_ms=max_ms)
 
-    return await _cached(ctx, params, "services", flt, {}, run)
+    return await _cached(ctx, query.consistent, "services", flt, {}, run)
 
 
-@router.get("/stats/top-messages", summary="Most frequent error messages")
-async def stats_top_messages(request: Request, ctx: Ctx, _: Reader) -> Response:
-    params = params_of(request)
-    allowed = FILTER_PARAMS - {"q", "trace_id"}
-    reject_unknown(params, allowed | {"limit", "consistent"})
+@router.get(
+    "/stats/top-messages",
+    summary="Most frequent messages (errors unless `level` is given)",
+    description=META_DESCRIPTION,
+    response_model=contract.TopMessages,
+    responses=error_responses(*READ_ERRORS),
+)
+async def stats_top_messages(
+    request: Request, ctx: Ctx, _: Reader, query: Annotated[TopMessagesParams, Query()]
+) -> Response:
+    params = params_of(request, CHART_PARAMS | {"limit"})
     flt = parse_filter(params, ctx.settings, allow_text=False)
-    limit = parse_int(params, "limit", 10, 1, 100)
+    limit = query.limit
     max_ms = ctx.settings.max_time_ms
 
     async def run(coll: Collection, f: LogFilter) -> dict[str, Any]:
         return await aggregations.top_messages(coll, f, limit=limit, max_time_ms=max_ms)
 
-    return await _cached(ctx, params, "top-messages", flt, {"limit": limit}, run)
+    return await _cached(ctx, query.consistent, "top-messages", flt, {"limit": limit}, run)
 
 
-@router.post("/stream-tokens", summary="A short-lived token for the live tail's EventSource")
+@router.post(
+    "/stream-tokens",
+    summary="A short-lived token for the live tail's EventSource",
+    response_model=contract.StreamToken,
+    responses=error_responses(401, 403),
+)
 async def stream_token(ctx: Ctx, key: Reader) -> Response:
     token, expires_at = issue_token(ctx.stream_tokens, key.id, [Scope.READ.value])
     return json({"token": token, "expires_at": expires_at})
