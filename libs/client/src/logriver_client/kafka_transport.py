@@ -1,7 +1,9 @@
-"""Direct mode: produce events to the Kafka topic instead of going through the gateway.
+"""Direct mode: produce events to Kafka's raw topic instead of going through the gateway.
 
-Same JSON as the gateway produces, keyed by service so one service's events
-keep their order on one partition. Needs the ``kafka`` extra (aiokafka). The
+Direct producers write ``logs.raw.v1``; logriver's relay applies the gateway's
+validation, normalisation and redaction and publishes to ``logs.v1``, which only
+logriver writes (in Kubernetes, ACLs enforce it). Same JSON as the gateway
+takes, keyed by service so one service's events keep their order on one partition. Needs the ``kafka`` extra (aiokafka). The
 producer lives on a private event loop owned by the sender thread, so the
 app's own loop (if any) is never involved.
 """
@@ -23,7 +25,7 @@ class KafkaTransport:
     def __init__(
         self,
         bootstrap_servers: str = "127.0.0.1:9092",
-        topic: str = "logs.v1",
+        topic: str = "logs.raw.v1",
         *,
         retry: RetryPolicy | None = None,
         request_timeout_ms: int = 10_000,

@@ -41,6 +41,8 @@ class KafkaSettings(BaseSettings):
     bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = "logs.v1"
     dlq_topic: str = "logs.v1.dlq"
+    # Where producers outside logriver write; only the relay reads it (the trust boundary).
+    raw_topic: str = "logs.raw.v1"
     request_timeout_ms: int = Field(default=10_000, ge=1000)
     # Authentication and encryption (docs/operations.md, "Kafka security"). The
     # local stack is PLAINTEXT; in Kubernetes, Strimzi's listener is SASL_SSL with

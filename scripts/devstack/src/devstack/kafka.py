@@ -18,7 +18,7 @@ PORT = int(os.environ.get("LOGRIVER_KAFKA_PORT", "9092"))
 CONTROLLER_PORT = PORT + 1
 HEAP = os.environ.get("LOGRIVER_KAFKA_HEAP", "-Xmx512m -Xms256m")
 # Topics the services need; the broker refuses to auto-create (typos fail loudly).
-TOPICS = {"logs.v1": 6, "logs.v1.dlq": 1}
+TOPICS = {"logs.v1": 6, "logs.v1.dlq": 1, "logs.raw.v1": 6}
 NAME = "kafka"
 
 

@@ -21,6 +21,7 @@ class Service:
     module: str
     port: int
     what: str
+    args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -33,6 +34,13 @@ SERVICES = [
     Service("stream", "logriver_stream", 8002, "live tail (SSE /v1/stream, WS /v1/ws)"),
     Service("alerter", "logriver_alerter", 8003, "alerter admin API"),
     Service("writer", "logriver_writer", 8004, "writer (health and metrics)"),
+    Service(
+        "relay",
+        "logriver_ingest",
+        8005,
+        "relay: logs.raw.v1 -> logs.v1 (health and metrics)",
+        args=("relay",),
+    ),
 ]
 
 
@@ -73,7 +81,7 @@ def restart(name: str) -> None:
 def _spawn(service: Service) -> None:
     process.spawn(
         service.name,
-        [sys.executable, "-m", service.module],
+        [sys.executable, "-m", service.module, *service.args],
         env={"LOGRIVER_MODE": "local"},
     )
 

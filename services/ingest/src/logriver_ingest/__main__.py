@@ -1,13 +1,28 @@
+"""``python -m logriver_ingest`` runs the gateway; ``python -m logriver_ingest relay`` the relay."""
+
 from __future__ import annotations
+
+import sys
 
 from logriver_common.app import run_service
 from logriver_ingest.app import create_app
+from logriver_ingest.relay_app import create_relay_app
 from logriver_ingest.settings import IngestSettings
 
+USAGE = "usage: python -m logriver_ingest [relay]"
 
-def main() -> None:
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
     settings = IngestSettings()
-    run_service(create_app(settings), settings)
+    if not args:
+        run_service(create_app(settings), settings)
+    elif args == ["relay"]:
+        run_service(
+            create_relay_app(settings), settings.model_copy(update={"port": settings.relay_port})
+        )
+    else:
+        sys.exit(USAGE)
 
 
 if __name__ == "__main__":

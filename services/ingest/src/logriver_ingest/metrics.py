@@ -33,3 +33,12 @@ EVENTS_IN_FLIGHT = Gauge(
 REDACTIONS = Counter(
     "logriver_ingest_redactions_total", "Secrets masked before publishing, by rule.", ["rule"]
 )
+
+# The relay (its own process: raw topic -> logs.v1).
+RELAYED = Counter("logriver_relay_events_total", "Raw-topic events admitted into logs.v1.")
+RELAY_REJECTED = Counter(
+    "logriver_relay_rejected_total", "Raw-topic records dead-lettered, by reason.", ["reason"]
+)
+RELAY_RETRIES = Counter(
+    "logriver_relay_retries_total", "Kafka publishes retried after a broker error."
+)

@@ -133,6 +133,14 @@ class IngestSettings(ServiceSettings):
 
     api_key_cache_ttl_s: float = Field(default=30.0, ge=0)
 
+    # The relay (`python -m logriver_ingest relay`): raw topic -> the same door -> logs.v1.
+    relay_port: int = Field(default=8005, ge=1, le=65535)
+    relay_group_id: str = Field(default="relay", min_length=1)
+    relay_max_record_bytes: int = Field(default=256 * 1024, ge=1024)
+    relay_fetch_max_records: int = Field(default=1_000, ge=1, le=50_000)
+    retry_initial_backoff_s: float = Field(default=0.1, gt=0.0)
+    retry_max_backoff_s: float = Field(default=5.0, gt=0.0)
+
     # The door refuses what this policy would delete at once (also the writer's policy).
     retention: RetentionPolicy = retention_field()
 

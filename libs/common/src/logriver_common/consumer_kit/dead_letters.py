@@ -12,8 +12,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
-
+from logriver_common.consumer_kit.protocol import Producer
 from logriver_common.consumer_kit.records import Record
 from logriver_common.decoding import RejectReason
 
@@ -64,8 +63,16 @@ def dlq_headers(rejected: Rejected) -> list[tuple[str, bytes]]:
     return original + ours
 
 
+def dlq_value(rejected: Rejected) -> bytes | None:
+    """The original value, cut to what the broker takes (``x-dlq-truncated-from`` says so)."""
+    value = rejected.record.value
+    if value is not None and len(value) > MAX_DLQ_VALUE_BYTES:
+        return value[:MAX_DLQ_VALUE_BYTES]
+    return value
+
+
 class DeadLetterQueue:
-    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+    def __init__(self, producer: Producer, topic: str) -> None:
         self._producer = producer
         self.topic = topic
 
@@ -75,12 +82,12 @@ class DeadLetterQueue:
             return
         acks = []
         for item in rejected:
-            value = item.record.value
-            if value is not None and len(value) > MAX_DLQ_VALUE_BYTES:
-                value = value[:MAX_DLQ_VALUE_BYTES]
             acks.append(
                 await self._producer.send(
-                    self.topic, value=value, key=item.record.key, headers=dlq_headers(item)
+                    self.topic,
+                    value=dlq_value(item),
+                    key=item.record.key,
+                    headers=dlq_headers(item),
                 )
             )
         await asyncio.gather(*acks)
