@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import orjson
 import pytest
 from aiokafka import TopicPartition
@@ -135,6 +137,6 @@ async def test_broker_errors_are_retried_not_dead_lettered_and_commit_waits() ->
 
 def test_only_trace_context_crosses_the_boundary() -> None:
     record = FakeRecord(RAW, 0, 0, event(), headers=[("x-evil", b"1")])
-    outcome = admit(DOOR, record, relay_module.utcnow())
+    outcome = admit(DOOR, record, datetime.now(UTC))
     assert isinstance(outcome, relay_module.Admitted)
     assert {"traceparent", "tracestate"} == relay_module.FORWARDED_HEADERS
