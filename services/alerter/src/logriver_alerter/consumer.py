@@ -3,6 +3,12 @@
 Counting an event into a window is the work, so offsets are committed after
 records are counted (and on revocation). A crash after counting but before
 the commit loses nothing: the rebuild restores the counts from MongoDB.
+
+Records are decoded by the canonical decoder (it never raises). One it refuses
+is skipped and counted: the writer, which applies the same decoder, already
+dead-letters it, so the DLQ holds one copy with the reason. A record that makes
+the counting itself fail is isolated (the consumer kit) and dead-lettered here
+with ``handler_error``; the consumer goes on with the next record.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
@@ -26,6 +31,10 @@ from logriver_alerter import metrics
 from logriver_alerter.evaluator import Evaluator
 from logriver_alerter.rebuild import partition_for, rebuild
 from logriver_alerter.store import Store
+from logriver_common.consumer_kit.backoff import Backoff
+from logriver_common.consumer_kit.dead_letters import DeadLetterQueue, Rejected
+from logriver_common.consumer_kit.isolation import handle_each
+from logriver_common.decoding import Rejection, decode_event
 from logriver_common.event import LogEvent
 
 log = logging.getLogger(__name__)
@@ -33,12 +42,12 @@ REBUILD_ATTEMPTS = 5
 
 
 def decode(record: ConsumerRecord[Any, Any]) -> LogEvent | None:
-    """Validate a record; invalid ones are the writer's to dead-letter, here just skipped."""
-    try:
-        return LogEvent.model_validate_json(record.value)
-    except (ValidationError, ValueError, TypeError):
+    """The record's event; refused ones are the writer's to dead-letter, here just skipped."""
+    event = decode_event(record.value)
+    if isinstance(event, Rejection):
         metrics.EVENTS.labels("invalid").inc()
         return None
+    return event
 
 
 class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -52,6 +61,7 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         topic: str,
         group_id: str,
         commit_interval_s: float,
+        dlq: DeadLetterQueue | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.consumer = consumer
@@ -61,6 +71,7 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         self.topic = topic
         self.group_id = group_id
         self.commit_interval_s = commit_interval_s
+        self.dlq = dlq
         self.clock = clock
         self.pending: dict[int, int] = {}  # partition -> next offset, not yet committed
         self.received: dict[int, datetime] = {}  # partition -> newest received_at counted
@@ -75,19 +86,27 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         while True:
             batch = await self.consumer.getmany(timeout_ms=250, max_records=5000)
             now = self.clock()
+            failed: list[Rejected] = []
             for tp, records in batch.items():
-                self.count(tp.partition, records, now)
+                failed += self.count(tp.partition, records, now)
                 self.track_lag(tp, now)
+            if failed:
+                await self.dead_letter(failed)
             if time.monotonic() - self._last_commit >= self.commit_interval_s:
                 await self.commit()
 
-    def count(self, partition: int, records: list[ConsumerRecord[Any, Any]], now: datetime) -> None:
+    def count(
+        self, partition: int, records: list[ConsumerRecord[Any, Any]], now: datetime
+    ) -> list[Rejected]:
+        """Count each record into its window; return the records counting failed on."""
         skip = self.skip_ids.get(partition)
         newest = self.received.get(partition)
-        for record in records:
+
+        def count_one(record: ConsumerRecord[Any, Any]) -> None:
+            nonlocal newest
             event = decode(record)
             if event is None:
-                continue
+                return
             if skip and event.id in skip:
                 skip.discard(event.id)
                 metrics.EVENTS.labels("duplicate").inc()
@@ -96,11 +115,30 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             seen = event.received_at or event.timestamp
             if newest is None or seen > newest:
                 newest = seen
+
+        failed = handle_each(records, count_one)
+        if failed:
+            metrics.EVENTS.labels("failed").inc(len(failed))
         if records:
             self.pending[partition] = records[-1].offset + 1
         if newest is not None:
             self.received[partition] = newest
             metrics.EVALUATION_LAG.set(max(0.0, (now - newest).total_seconds()))
+        return failed
+
+    async def dead_letter(self, failed: list[Rejected]) -> None:
+        """Send isolated records to the DLQ before their offsets can be committed."""
+        if self.dlq is None:
+            return
+        backoff = Backoff(0.1, 5.0)
+        while True:
+            try:
+                await self.dlq.send(failed)
+                return
+            except KafkaError as exc:
+                delay = backoff.next_delay()
+                log.warning("DLQ send failed; retrying", extra={"error": str(exc)[:300]})
+                await asyncio.sleep(delay)
 
     def track_lag(self, tp: TopicPartition, now: datetime) -> None:
         """A partition with a backlog may only be evaluated up to the event time it reached."""
