@@ -32,9 +32,13 @@ class ServiceProcess:
     def __init__(self, name: str, env: Mapping[str, str] | None = None, tag: str = "") -> None:
         self.name = name
         self.port = free_port()
+        # The gateway's OTLP/gRPC listener gets a free port too (4319 is the stack's).
+        self.grpc_port = free_port() if name == "ingest" else 0
+        grpc = {"LOGRIVER_INGEST_GRPC_PORT": str(self.grpc_port)} if self.grpc_port else {}
         self.env = {
             **os.environ,
             f"LOGRIVER_{name.upper()}_PORT": str(self.port),
+            **grpc,
             **(env or {}),
         }
         OUTPUT_DIR.mkdir(exist_ok=True)

@@ -69,6 +69,8 @@ async def keys(pg_pool: asyncpg.Pool, unique: str) -> AsyncIterator[Keys]:
 
 
 def settings_for(topics: Topics, **overrides: Any) -> IngestSettings:
+    # No OTLP/gRPC listener unless a test asks for one: 4319 may be the stack's gateway's.
+    overrides.setdefault("grpc_port", 0)
     return IngestSettings(
         kafka=KafkaSettings(topic=topics.main, dlq_topic=topics.dlq),
         telemetry=TelemetrySettings(enabled=False),

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from logriver_common import clients
 from logriver_common.app import create_service_app
 from logriver_common.auth import ApiKeyStore
+from logriver_ingest import otlp_grpc
 from logriver_ingest.header_limit import HeaderLimitMiddleware
 from logriver_ingest.openapi import install_openapi
 from logriver_ingest.parsing import BodyLimits
@@ -60,6 +61,16 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             # and keys are looked up per request (cached), so an outage of either must
             # not take every gateway out of the load balancer (issue 19).
             app.state.readiness.add("kafka", partial(clients.check_kafka_producer, producer))
+            if settings.grpc_port:
+                # OTLP/gRPC in this process and loop; stopped first, before the producer.
+                grpc_server = await otlp_grpc.start_server(
+                    app.state.gateway,
+                    store,
+                    host=settings.host,
+                    port=settings.grpc_port,
+                    max_message_bytes=settings.max_decompressed_bytes,
+                )
+                stack.push_async_callback(otlp_grpc.stop_server, grpc_server)
             yield
 
     app = create_service_app(

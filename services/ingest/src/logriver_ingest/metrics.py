@@ -42,3 +42,9 @@ RELAY_REJECTED = Counter(
 RELAY_RETRIES = Counter(
     "logriver_relay_retries_total", "Kafka publishes retried after a broker error."
 )
+OTLP_REQUESTS = Counter(
+    "logriver_ingest_otlp_requests_total",
+    "OTLP export requests by transport (http_protobuf, http_json, grpc) and status "
+    "(HTTP status, or the gRPC status code's name).",
+    ["transport", "status"],
+)

@@ -19,11 +19,12 @@ from logriver_common.event import utcnow
 from logriver_common.retention import RetentionPolicy
 from logriver_common.telemetry import inject_kafka_headers
 from logriver_common.web.errors import ApiError
-from logriver_ingest import metrics
+from logriver_ingest import metrics, otlp_http
 from logriver_ingest.parsing import BodyLimits, check_headers, read_body, split_items
 from logriver_ingest.publisher import Publisher, Unavailable
 from logriver_ingest.rate_limit import RateLimiter
 from logriver_ingest.redaction import Redactor
+from logriver_ingest.trace_context import fill_trace_context, parse_traceparent
 from logriver_ingest.validation import validate_items
 
 router = APIRouter(tags=["ingest"])
@@ -150,6 +151,9 @@ async def post_logs(request: Request, key: Annotated[ApiKey, Depends(authenticat
 
 
 async def _handle(request: Request, gateway: Gateway, key: ApiKey) -> Response:
+    # OTLP/HTTP shares the path: protobuf by Content-Type, JSON by its `resourceLogs`.
+    if otlp_http.is_otlp_protobuf(request.headers.get("content-type")):
+        return await otlp_http.export_protobuf(request, gateway, key)
     try:
         ndjson, gzip = check_headers(
             request.headers.get("content-type"), request.headers.get("content-encoding")
@@ -164,6 +168,9 @@ async def _handle(request: Request, gateway: Gateway, key: ApiKey) -> Response:
     except ApiError as exc:
         metrics.EVENTS_REJECTED.labels(exc.error).inc()
         raise
+    if otlp_http.is_otlp_json(items):
+        return await otlp_http.export_json(items[0], request, gateway, key)
+    fill_trace_context(items, parse_traceparent(request.headers.get("traceparent")))
 
     if gateway.rate_limiter is not None:
         decision = await gateway.rate_limiter.take(key.id, len(items))
