@@ -1,43 +1,21 @@
 """Kafka record → :class:`StreamRecord`, and the frames each transport sends for it.
 
-The stream does not run the full :class:`~logriver_common.event.LogEvent`
-model on every record: the gateway already normalised the event and the writer
-is the validator of record (it dead-letters what is bad). The stream checks the
-shape it relies on (types of the fields it filters on, no unknown fields, a
-known level) and re-serialises the object with orjson so the payload is always
-one line of compact JSON, which the SSE framing depends on. A record that fails
-is skipped and counted, never delivered and never fatal.
+Records are decoded by the canonical decoder of libs/common, the gateway's own
+rule, so live tail delivers exactly what the writer stores: a record the writer
+dead-letters is never tailed. The payload is the event re-encoded by the model
+(one line of compact JSON, which the SSE framing depends on), never the bytes
+as produced. A record that is refused is skipped and counted, never fatal.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
+from logriver_common.decoding import DEFAULT_MAX_RECORD_BYTES, Rejection, decode_event
 
-from logriver_common.event import Level
-
-MAX_RECORD_BYTES = 1024 * 1024
-_FIELDS = frozenset(
-    {
-        "id",
-        "timestamp",
-        "level",
-        "service",
-        "message",
-        "trace_id",
-        "span_id",
-        "host",
-        "env",
-        "metadata",
-        "received_at",
-    }
-)
-_SERVICE = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
-_TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+# The writer's default: a record the writer would refuse as too large is not tailed either.
+MAX_RECORD_BYTES = DEFAULT_MAX_RECORD_BYTES
 
 
 class BadRecord(ValueError):
@@ -101,65 +79,20 @@ class StreamRecord:
         )
 
 
-def _timestamp(value: object) -> float | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > 64:
-        raise BadRecord("bad_field", "received_at is not an RFC 3339 string")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRecord("bad_field", "received_at is not an RFC 3339 string") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
 def parse_record(partition: int, offset: int, value: bytes | None) -> StreamRecord:
-    """Check a record's shape and build the deliverable form; raises :class:`BadRecord`."""
-    if value is None:
-        raise BadRecord("empty", "record has no value")
-    if len(value) > MAX_RECORD_BYTES:
-        raise BadRecord("too_large", f"record is {len(value)} bytes")
-    try:
-        event = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        raise BadRecord("not_json", "record value is not JSON") from None
-    if not isinstance(event, dict):
-        raise BadRecord("not_object", "record value is not a JSON object")
-    unknown = event.keys() - _FIELDS
-    if unknown:
-        raise BadRecord("unknown_field", f"unknown fields {sorted(unknown)[:5]}")
-    service = event.get("service")
-    if not isinstance(service, str) or not _SERVICE.match(service):
-        raise BadRecord("bad_field", "service is missing or invalid")
-    message = event.get("message")
-    if not isinstance(message, str):
-        raise BadRecord("bad_field", "message is missing or not a string")
-    raw_level = event.get("level", Level.INFO.value)
-    try:
-        level = Level.parse(raw_level) if isinstance(raw_level, str) else None
-    except ValueError:
-        level = None
-    if level is None:
-        raise BadRecord("bad_field", "level is not a known level")
-    event["level"] = level.value
-    trace_id = event.get("trace_id")
-    if trace_id is not None:
-        if not isinstance(trace_id, str) or not _TRACE_ID.match(trace_id):
-            raise BadRecord("bad_field", "trace_id is not 32 hex digits")
-        trace_id = event["trace_id"] = trace_id.lower()
-    metadata = event.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise BadRecord("bad_field", "metadata is not an object")
+    """The deliverable form of a record; raises :class:`BadRecord` (only) for a refused one."""
+    event = decode_event(value, max_record_bytes=MAX_RECORD_BYTES)
+    if isinstance(event, Rejection):
+        raise BadRecord(event.reason.value, event.detail)
+    received_at = event.received_at
     return StreamRecord(
         partition=partition,
         offset=offset,
-        service=service,
-        severity=level.severity,
-        message=message,
-        trace_id=trace_id,
-        metadata=metadata,
-        received_at=_timestamp(event.get("received_at")),
-        body=orjson.dumps(event),
+        service=event.service,
+        severity=event.level.severity,
+        message=event.message,
+        trace_id=event.trace_id,
+        metadata=event.metadata,
+        received_at=None if received_at is None else received_at.timestamp(),
+        body=event.to_json(),
     )
