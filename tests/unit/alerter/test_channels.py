@@ -152,7 +152,38 @@ def test_http_replies() -> None:
     assert interpret(config, 429, b"").retryable
     refused = interpret(config, 400, b"invalid_blocks")
     assert not refused.retryable
-    assert refused.error == "HTTP 400: invalid_blocks"
+    assert refused.error == "HTTP 400 Bad Request: invalid_blocks"
+
+
+def test_replies_never_carry_the_receivers_body() -> None:
+    """A channel URL may point at an internal API; its answer must not come back."""
+    secret_body = b'{"detail": "internal admin token abc123", "rows": [1, 2, 3]}'
+    for config in (
+        SlackChannel.model_validate({"type": "slack", "url": "https://h.test/"}),
+        WebhookChannel.model_validate({"type": "webhook", "url": "https://h.test/"}),
+        DingTalkChannel.model_validate(
+            {"type": "dingtalk", "url": "https://h.test/?access_token=t", "secret": "s"}
+        ),
+    ):
+        for status in (301, 400, 404, 422, 500, 503):
+            reply = interpret(config, status, secret_body)
+            assert not reply.ok
+            assert reply.error is not None
+            assert reply.error.startswith(f"HTTP {status}")
+            assert "abc123" not in reply.error, reply.error
+            assert "detail" not in reply.error, reply.error
+    redirect = interpret(
+        WebhookChannel.model_validate({"type": "webhook", "url": "https://h.test/"}), 302, b""
+    )
+    assert redirect.error is not None
+    assert "not followed" in redirect.error
+    assert not redirect.retryable
+    made_up = dingtalk.interpret(200, b'{"errcode": 7, "errmsg": "internal token abc123"}')
+    assert made_up.error is not None
+    assert "abc123" not in made_up.error
+    assert dingtalk.interpret(200, b'{"errcode": "x"}').error == (
+        "DingTalk answered without an errcode"
+    )
 
 
 def test_prepare_dispatches_on_type() -> None:

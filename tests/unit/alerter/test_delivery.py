@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import pytest
 
 from logriver_alerter.delivery import Dispatcher, backoff_delay
+from logriver_alerter.egress import EgressPolicy, EgressTransport
 from logriver_alerter.message import AlertMessage
 from logriver_alerter.rules import Channel
 from logriver_alerter.settings import AlerterSettings
 from logriver_alerter.store import Notification, Store
+from logriver_common.web.health import Readiness
 from tests.stack import eventually
 from tests.unit.alerter.fakes import FakeStore
 
@@ -30,7 +32,9 @@ def notification(channel: str, id_: int = 1) -> Notification:
     return Notification(id_, 1, channel, "firing", MESSAGE, 0)
 
 
-def dispatcher(handler: httpx.MockTransport, **settings: float) -> tuple[Dispatcher, FakeStore]:
+def dispatcher(
+    handler: httpx.AsyncBaseTransport, **settings: float
+) -> tuple[Dispatcher, FakeStore]:
     store = FakeStore([])
     for name in ("good", "bad", "slow"):
         store.channels[name] = Channel.model_validate(
@@ -126,3 +130,148 @@ async def test_transient_statuses_are_retried(status: int) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def add_channel(store: FakeStore, name: str, config: dict[str, object]) -> None:
+    store.channels[name] = Channel.model_validate({"name": name, "config": config})
+
+
+async def test_refused_egress_is_one_failed_attempt_with_the_reason() -> None:
+    async def private(host: str, port: int) -> list[str]:
+        return ["10.0.0.7"]
+
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    transport = EgressTransport(EgressPolicy(), inner=httpx.MockTransport(handle), resolver=private)
+    delivery, store = dispatcher(transport)
+    assert not await delivery.deliver(notification("good"))
+    assert seen == []
+    (attempt,) = store.attempts
+    assert attempt["outcome"] == "failed"
+    assert attempt["status_code"] is None
+    assert "egress refused" in attempt["error"]
+    assert "private" in attempt["error"]
+    assert "10.0.0.7" not in attempt["error"]
+
+
+async def test_a_worker_survives_any_error_and_goes_on() -> None:
+    answers: list[object] = [RuntimeError("boom"), 200, 200]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        assert isinstance(answer, int)
+        return httpx.Response(answer)
+
+    readiness = Readiness()
+    delivery, store = dispatcher(httpx.MockTransport(handle))
+    delivery.readiness = readiness
+    # A channel stored before the header rules: it fails at send time, alone.
+    add_channel(
+        store,
+        "framing",
+        {"type": "webhook", "url": "http://good.test/", "headers": {"Content-Length": "5"}},
+    )
+    delivery.submit([notification("good", 1), notification("good", 2)])
+    delivery.submit([notification("framing", 3), notification("framing", 4)])
+    try:
+        await eventually(
+            lambda: _true(len(store.attempts) == 4), within=2, interval=0.01, what="4 attempts"
+        )
+        by_channel = [(a["channel"], a["outcome"], a["error"]) for a in store.attempts]
+        good = [x for x in by_channel if x[0] == "good"]
+        assert good == [
+            ("good", "failed", "unexpected error while sending (RuntimeError)"),
+            ("good", "delivered", None),
+        ]
+        framing = [x for x in by_channel if x[0] == "framing"]
+        assert [x[1] for x in framing] == ["failed", "failed"]
+        assert "Content-Length" in str(framing[0][2])
+        assert "update the channel" in str(framing[0][2])
+        assert not any(w.done() for w in delivery.workers.values())
+        assert readiness.failures == {}
+        # The lane still works afterwards.
+        delivery.submit([notification("good", 5)])
+        await eventually(
+            lambda: _true(len(store.attempts) == 5), within=2, interval=0.01, what="5th attempt"
+        )
+    finally:
+        await delivery.stop()
+
+
+async def test_transport_errors_never_quote_the_request() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.LocalProtocolError("Illegal header value b'Bearer s3cr3t-token'")
+
+    delivery, store = dispatcher(httpx.MockTransport(handle))
+    assert not await delivery.deliver(notification("good"))
+    (attempt,) = store.attempts  # not retryable: it would fail the same way again
+    assert attempt["outcome"] == "failed"
+    assert "s3cr3t" not in attempt["error"]
+    assert attempt["error"].startswith("LocalProtocolError")
+
+
+class Fatal(BaseException):
+    """Stands for an error no handler in a worker may catch."""
+
+
+async def test_a_worker_that_dies_makes_the_service_unready_and_its_lane_restarts() -> None:
+    readiness = Readiness()
+    delivery, store = dispatcher(httpx.MockTransport(lambda request: httpx.Response(200)))
+    delivery.readiness = readiness
+    record = store.record_attempt
+    raised = False
+
+    async def record_once_fatally(*args: Any, **kwargs: Any) -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise Fatal
+        await record(*args, **kwargs)
+
+    store.record_attempt = record_once_fatally  # type: ignore[method-assign]
+    delivery.submit([notification("good", 1)])
+    try:
+        await eventually(
+            lambda: _true("deliver-good" in readiness.failures),
+            within=2,
+            interval=0.01,
+            what="unready",
+        )
+        assert "Fatal" in readiness.failures["deliver-good"]
+        assert "good" not in delivery.workers
+        delivery.submit([notification("good", 2)])
+        await eventually(
+            lambda: _true(len(store.attempts) == 1), within=2, interval=0.01, what="new lane"
+        )
+        assert store.attempts[0]["outcome"] == "delivered"
+    finally:
+        await delivery.stop()
+
+
+async def test_cancellation_is_never_swallowed() -> None:
+    started = asyncio.Event()
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    readiness = Readiness()
+    delivery, store = dispatcher(httpx.MockTransport(hang), delivery_timeout_s=30.0)
+    delivery.readiness = readiness
+    delivery.submit([notification("slow", 1)])
+    await asyncio.wait_for(started.wait(), 2)
+    worker = delivery.workers["slow"]
+    worker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+    assert worker.cancelled()
+    assert store.attempts == []  # a cancelled attempt is not recorded as a failure
+    assert readiness.failures == {}
+    await delivery.stop()

@@ -14,6 +14,7 @@ from pymongo.errors import PyMongoError
 
 from logriver_alerter.consumer import AlertConsumer
 from logriver_alerter.delivery import Dispatcher
+from logriver_alerter.egress import EgressTransport
 from logriver_alerter.evaluator import Evaluator
 from logriver_alerter.routes import router
 from logriver_alerter.settings import AlerterSettings
@@ -21,6 +22,7 @@ from logriver_alerter.store import Store
 from logriver_common import clients
 from logriver_common.app import create_service_app
 from logriver_common.auth import ApiKeyStore
+from logriver_common.consumer_kit.dead_letters import DeadLetterQueue
 from logriver_common.web.health import Readiness
 
 log = logging.getLogger(__name__)
@@ -56,12 +58,18 @@ def create_app(settings: AlerterSettings | None = None) -> FastAPI:
         logging.getLogger("httpx").setLevel(logging.WARNING)
         pool = await clients.postgres_pool(settings.postgres)
         mongo = clients.mongo_client(settings.mongo)
-        http = httpx.AsyncClient(follow_redirects=False)
+        # Every delivery goes through the egress policy; no proxies from the environment
+        # (a proxy would be the address checked, not the receiver).
+        http = httpx.AsyncClient(
+            transport=EgressTransport(settings.egress_policy()),
+            follow_redirects=False,
+            trust_env=False,
+        )
         store = Store(pool)
         await store.migrate()
         api_keys = ApiKeyStore(pool)
         await api_keys.prepare(local_mode=settings.mode == "local")
-        dispatcher = Dispatcher(store, settings, http)
+        dispatcher = Dispatcher(store, settings, http, app.state.readiness)
         evaluator = Evaluator(store, dispatcher, settings)
         await evaluator.refresh()
         consumer = clients.kafka_consumer(
@@ -72,6 +80,9 @@ def create_app(settings: AlerterSettings | None = None) -> FastAPI:
             heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 4),
         )
         await consumer.start()
+        # Records that break the counting are dead-lettered (the consumer kit's isolation).
+        producer = clients.kafka_producer(settings.kafka)
+        await producer.start()
         logs = mongo[settings.mongo.database][settings.mongo.collection]
         runner = AlertConsumer(
             consumer,
@@ -81,6 +92,7 @@ def create_app(settings: AlerterSettings | None = None) -> FastAPI:
             topic=settings.kafka.topic,
             group_id=settings.group_id,
             commit_interval_s=settings.commit_interval_s,
+            dlq=DeadLetterQueue(producer, settings.kafka.dlq_topic),
         )
         app.state.api_keys = api_keys
         app.state.store = store
@@ -112,6 +124,7 @@ def create_app(settings: AlerterSettings | None = None) -> FastAPI:
             with contextlib.suppress(Exception):  # best effort: the rebuild covers a lost commit
                 await runner.commit()
             await consumer.stop()
+            await producer.stop()
             await dispatcher.stop()
             await http.aclose()
             await mongo.close()

@@ -1,4 +1,10 @@
-"""The admin API (``admin`` scope): rules, channels, alerts, silences, test-fire."""
+"""The admin API (``admin`` scope): rules, channels, alerts, silences, test-fire.
+
+Bad input is a 4xx in the one error shape, never a 5xx: every parameter that
+reaches PostgreSQL is bounded here (ids by pattern, integers to the column's
+range, times to what ``timestamptz`` holds) and every body field is text
+PostgreSQL can store (see ``rules.Text``).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,21 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from logriver_alerter.channel_safety import header_problems, restore
 from logriver_alerter.delivery import Dispatcher, test_fire
 from logriver_alerter.evaluator import Evaluator
 from logriver_alerter.message import AlertMessage, TopMessage, console_link, trace_link
-from logriver_alerter.rules import CHANNEL_NAME_PATTERN, ChannelSpec, RuleSpec, SilenceSpec
+from logriver_alerter.rules import (
+    CHANNEL_NAME_PATTERN,
+    ID_PATTERN,
+    SERVICE_PATTERN,
+    ChannelSpec,
+    RuleSpec,
+    Severity,
+    SilenceSpec,
+    StorableTime,
+    WebhookChannel,
+)
 from logriver_alerter.settings import AlerterSettings
 from logriver_alerter.store import Store
 from logriver_common.auth import Scope, require_scope
@@ -19,6 +36,12 @@ from logriver_common.web.errors import ApiError
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_scope(Scope.ADMIN))])
 ChannelName = Annotated[str, Path(pattern=CHANNEL_NAME_PATTERN)]
+RuleId = Annotated[str, Path(pattern=ID_PATTERN)]
+SilenceId = Annotated[str, Path(pattern=ID_PATTERN)]
+# alerts.id is a bigserial.
+AlertId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+RuleIdFilter = Annotated[str | None, Query(pattern=ID_PATTERN)]
+ServiceFilter = Annotated[str | None, Query(pattern=SERVICE_PATTERN)]
 AlertState = Literal["pending", "firing", "resolved"]
 
 
@@ -84,7 +107,7 @@ async def list_rules(store: StoreDep) -> dict[str, Any]:
 
 
 @router.get("/rules/{rule_id}")
-async def get_rule(rule_id: str, store: StoreDep) -> dict[str, Any]:
+async def get_rule(rule_id: RuleId, store: StoreDep) -> dict[str, Any]:
     rule = await store.get_rule(rule_id)
     if rule is None:
         raise _not_found("rule", rule_id)
@@ -92,7 +115,7 @@ async def get_rule(rule_id: str, store: StoreDep) -> dict[str, Any]:
 
 
 @router.put("/rules/{rule_id}")
-async def replace_rule(rule_id: str, spec: RuleSpec, store: StoreDep) -> dict[str, Any]:
+async def replace_rule(rule_id: RuleId, spec: RuleSpec, store: StoreDep) -> dict[str, Any]:
     await _check_channels(store, spec)
     try:
         rule = await store.replace_rule(rule_id, spec)
@@ -104,7 +127,7 @@ async def replace_rule(rule_id: str, spec: RuleSpec, store: StoreDep) -> dict[st
 
 
 @router.delete("/rules/{rule_id}", status_code=204)
-async def delete_rule(rule_id: str, store: StoreDep) -> Response:
+async def delete_rule(rule_id: RuleId, store: StoreDep) -> Response:
     if not await store.delete_rule(rule_id):
         raise _not_found("rule", rule_id)
     return Response(status_code=204)
@@ -117,6 +140,16 @@ async def delete_rule(rule_id: str, store: StoreDep) -> Response:
 async def put_channel(
     name: ChannelName, spec: ChannelSpec, store: StoreDep, response: Response
 ) -> dict[str, Any]:
+    """Create or replace. A ``***`` (what GET shows for a secret) keeps the stored value."""
+    stored = await store.get_channel(name)
+    sent = spec.root.model_dump(mode="json")
+    merged, errors = restore(sent, stored.config.model_dump(mode="json") if stored else None)
+    if isinstance(spec.root, WebhookChannel):
+        errors += header_problems(merged.get("headers") or {}, ["body", "webhook", "headers"])
+    if errors:
+        raise ApiError(422, "validation_failed", errors)
+    if merged != sent:
+        spec = ChannelSpec.model_validate(merged)
     channel, created = await store.put_channel(name, spec)
     response.status_code = 201 if created else 200
     return channel.public()
@@ -147,7 +180,8 @@ async def delete_channel(name: ChannelName, store: StoreDep) -> Response:
 
 @router.post("/channels/{name}/test")
 async def test_channel(name: ChannelName, request: Request, store: StoreDep) -> dict[str, Any]:
-    """Send a sample firing message now (one attempt) and report what the receiver said."""
+    """Send a sample message now (one attempt); the reply is the receiver's status and a
+    short reason, never its body."""
     channel = await store.get_channel(name)
     if channel is None:
         raise _not_found("channel", name)
@@ -192,9 +226,9 @@ async def test_channel(name: ChannelName, request: Request, store: StoreDep) -> 
 @router.get("/alerts/current")
 async def current_alerts(
     store: StoreDep,
-    rule_id: str | None = None,
-    service: str | None = None,
-    severity: str | None = None,
+    rule_id: RuleIdFilter = None,
+    service: ServiceFilter = None,
+    severity: Severity | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> dict[str, Any]:
     rows = await store.list_alerts(
@@ -213,13 +247,13 @@ async def current_alerts(
 @router.get("/alerts")
 async def alert_history(
     store: StoreDep,
-    state: Annotated[list[AlertState] | None, Query()] = None,
-    rule_id: str | None = None,
-    service: str | None = None,
-    severity: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    before_id: int | None = None,
+    state: Annotated[list[AlertState] | None, Query(max_length=3)] = None,
+    rule_id: RuleIdFilter = None,
+    service: ServiceFilter = None,
+    severity: Severity | None = None,
+    since: StorableTime | None = None,
+    until: StorableTime | None = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Newest first; ``since``/``until`` select incidents active in that range;
@@ -241,7 +275,7 @@ async def alert_history(
 
 
 @router.get("/alerts/{alert_id}")
-async def get_alert(alert_id: int, store: StoreDep) -> dict[str, Any]:
+async def get_alert(alert_id: AlertId, store: StoreDep) -> dict[str, Any]:
     row = await store.get_alert(alert_id)
     if row is None:
         raise _not_found("alert", alert_id)
@@ -270,7 +304,7 @@ async def list_silences(store: StoreDep, active: bool = False) -> dict[str, Any]
 
 
 @router.delete("/silences/{silence_id}", status_code=204)
-async def expire_silence(silence_id: str, store: StoreDep) -> Response:
+async def expire_silence(silence_id: SilenceId, store: StoreDep) -> Response:
     if not await store.expire_silence(silence_id, datetime.now(UTC)):
         raise _not_found("silence", silence_id)
     return Response(status_code=204)

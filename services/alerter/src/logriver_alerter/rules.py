@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
@@ -21,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from logriver_alerter.channel_safety import MASK, masked
 from logriver_common.documents import LEVELS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._:\-]{0,127}$"
@@ -28,12 +30,29 @@ CHANNEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
 # A service name, optionally with glob characters (`checkout-*`, `api-?`, `*`).
 SELECTOR_PATTERN = r"^[A-Za-z0-9._\-*?\[\]!]{1,64}$"
 LABEL_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,62}$"
+# Ids the API hands out (secrets.token_hex), generous enough for hand-made ones.
+ID_PATTERN = r"^[A-Za-z0-9._\-]{1,128}$"
+SERVICE_PATTERN = r"^[A-Za-z0-9._\-]{1,64}$"
 MAX_WINDOW_S = 3600
+
+
+def clean_text(value: str) -> str:
+    """Text PostgreSQL can store: no NUL (text and jsonb refuse it), valid UTF-8."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(clean_text)]
 
 Severity = Literal["info", "warning", "critical"]
 LevelName = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LabelKey = Annotated[str, Field(pattern=LABEL_KEY_PATTERN)]
-Labels = dict[LabelKey, Annotated[str, Field(max_length=256)]]
+Labels = dict[LabelKey, Annotated[Text, Field(max_length=256)]]
 
 
 class Strict(BaseModel):
@@ -130,18 +149,30 @@ class SlackChannel(Strict):
 class DingTalkChannel(Strict):
     type: Literal["dingtalk"]
     url: AnyHttpUrl = Field(description="The robot's webhook URL, with its access_token.")
-    secret: str = Field(min_length=1, max_length=256, description="The robot's signing secret.")
+    secret: Text = Field(min_length=1, max_length=256, description="The robot's signing secret.")
 
 
 class WebhookChannel(Strict):
     type: Literal["webhook"]
     url: AnyHttpUrl
-    secret: str | None = Field(
-        default=None, min_length=16, max_length=256, description="Enables X-Logriver-Signature."
+    secret: Text | None = Field(
+        default=None,
+        max_length=256,
+        description="Enables X-Logriver-Signature; at least 16 characters.",
     )
+    # Names and values are checked by `header_problems` when a channel is written, not
+    # here: a channel stored before those checks must still load (and then fail to send).
     headers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9\-]{1,64}$")], str] = Field(
         default_factory=dict, max_length=20
     )
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        # The mask stands for the stored secret (see channel_safety.restore).
+        if value is not None and value != MASK and len(value) < 16:
+            raise ValueError("a signing secret has at least 16 characters")
+        return value
 
 
 ChannelConfig = Annotated[
@@ -158,22 +189,32 @@ class Channel(Strict):
     config: ChannelConfig
 
     def public(self) -> dict[str, Any]:
-        """The API view: secrets are never returned."""
-        data = self.config.model_dump(mode="json")
-        if data.get("secret"):
-            data["secret"] = "********"  # noqa: S105 - a mask, not a secret
-        return {"name": self.name, **data}
+        """The API view: secrets, URL tokens and header values are masked."""
+        return {"name": self.name, **masked(self.config.model_dump(mode="json"))}
+
+
+def storable_time(value: datetime) -> datetime:
+    """A time PostgreSQL's timestamptz can take: it must exist in UTC as well (asyncpg
+    converts to UTC, a naive time from the server's local time)."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+    return value
+
+
+StorableTime = Annotated[datetime, AfterValidator(storable_time)]
 
 
 class SilenceSpec(Strict):
     """Mute notifications for matching alerts until ``ends_at``; at least one matcher."""
 
-    rule_id: str | None = None
+    rule_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
     service: Annotated[str, Field(pattern=SELECTOR_PATTERN)] | None = None
     labels: Labels = Field(default_factory=dict, max_length=32)
-    starts_at: datetime | None = None
-    ends_at: datetime
-    comment: str = Field(default="", max_length=1000)
+    starts_at: StorableTime | None = None
+    ends_at: StorableTime
+    comment: Text = Field(default="", max_length=1000)
 
     @model_validator(mode="after")
     def _matcher_and_order(self) -> SilenceSpec:

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from typing import Annotated
 
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from logriver_alerter.egress import EgressPolicy, parse_allow
 from logriver_common.settings import KafkaSettings, MongoSettings, PostgresSettings, ServiceSettings
 
 
@@ -41,3 +44,24 @@ class AlerterSettings(ServiceSettings):
     # A notification claimed by an instance that died is retried after its lease ends.
     delivery_lease_s: float = Field(default=120.0, gt=0)
     outbox_sweep_s: float = Field(default=5.0, gt=0, le=300)
+
+    # Egress: deliveries go to public internet addresses only, unless admitted here.
+    # A comma-separated list of CIDRs, IP addresses, host names and `.suffix` domains.
+    egress_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Loopback receivers; unset means "only in local mode" (the tests' receivers).
+    egress_allow_loopback: bool | None = None
+
+    @field_validator("egress_allow", mode="before")
+    @classmethod
+    def _split_allow(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list):
+            parse_allow(str(v) for v in value)  # refuse a bad entry at startup
+        return value
+
+    def egress_policy(self) -> EgressPolicy:
+        loopback = self.egress_allow_loopback
+        if loopback is None:
+            loopback = self.mode == "local"
+        return EgressPolicy.from_settings(self.egress_allow, allow_loopback=loopback)

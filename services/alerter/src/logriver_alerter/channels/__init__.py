@@ -22,7 +22,9 @@ def prepare(config: ChannelConfig, message: AlertMessage, now: datetime) -> Prep
 def interpret(config: ChannelConfig, status_code: int, body: bytes) -> Reply:
     if isinstance(config, DingTalkChannel):
         return dingtalk.interpret(status_code, body)
-    return webhook.interpret(status_code, body)
+    if isinstance(config, SlackChannel):
+        return slack.interpret(status_code, body)
+    return webhook.interpret(status_code)
 
 
 __all__ = ["Prepared", "Reply", "WebhookChannel", "interpret", "prepare"]

@@ -22,6 +22,16 @@ from logriver_alerter.rules import DingTalkChannel
 
 # 130101: "send too fast" (the robot's 20-per-minute limit) is worth retrying later.
 _RETRYABLE_ERRCODES = {130101, -1}
+# What DingTalk's documented codes mean. Its own errmsg is not passed on: the reply
+# comes from whatever the URL points at, and its body must not reach the API.
+_ERRCODE_MEANINGS = {
+    -1: "system busy",
+    130101: "sending too fast",
+    300001: "invalid access_token",
+    310000: "refused: keyword, signature or IP address check failed",
+    400013: "group is disbanded or the robot was removed",
+    430101: "message content not allowed",
+}
 
 
 def sign(timestamp_ms: int, secret: str) -> str:
@@ -69,7 +79,7 @@ def prepare(config: DingTalkChannel, message: AlertMessage, now: datetime) -> Pr
 
 
 def interpret(status_code: int, body: bytes) -> Reply:
-    plain = http_reply(status_code, body)
+    plain = http_reply(status_code)
     if not plain.ok:
         return plain
     try:
@@ -79,9 +89,11 @@ def interpret(status_code: int, body: bytes) -> Reply:
     errcode = answer.get("errcode") if isinstance(answer, dict) else None
     if errcode == 0:
         return Reply(ok=True, retryable=False)
-    errmsg = answer.get("errmsg") if isinstance(answer, dict) else None
+    if not isinstance(errcode, int) or isinstance(errcode, bool):
+        return Reply(ok=False, retryable=True, error="DingTalk answered without an errcode")
+    meaning = _ERRCODE_MEANINGS.get(errcode, "see DingTalk's error code list")
     return Reply(
         ok=False,
         retryable=errcode in _RETRYABLE_ERRCODES,
-        error=f"DingTalk errcode {errcode}: {errmsg}",
+        error=f"DingTalk errcode {errcode}: {meaning}",
     )

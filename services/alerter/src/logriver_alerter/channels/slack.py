@@ -11,9 +11,31 @@ from typing import Any
 
 import orjson
 
-from logriver_alerter.channels.base import Prepared
+from logriver_alerter.channels.base import Prepared, Reply, http_reply
 from logriver_alerter.message import AlertMessage
 from logriver_alerter.rules import SlackChannel
+
+# Slack's documented incoming-webhook error bodies. Only these are passed on: any other
+# body could be anything the URL points at, and must not reach the API.
+KNOWN_ERRORS = frozenset(
+    {
+        "invalid_payload",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "no_text",
+        "user_not_found",
+        "channel_not_found",
+        "channel_is_archived",
+        "action_prohibited",
+        "posting_to_general_channel_denied",
+        "too_many_attachments",
+        "no_service",
+        "no_service_id",
+        "no_team",
+        "team_disabled",
+        "invalid_token",
+    }
+)
 
 _EMOJI = {
     "firing": ":rotating_light:",
@@ -101,3 +123,11 @@ def prepare(config: SlackChannel, message: AlertMessage) -> Prepared:
         body=orjson.dumps(payload),
         headers={"Content-Type": "application/json"},
     )
+
+
+def interpret(status_code: int, body: bytes) -> Reply:
+    reply = http_reply(status_code)
+    code = body[:64].decode("ascii", "replace").strip()
+    if reply.ok or code not in KNOWN_ERRORS:
+        return reply
+    return Reply(ok=False, retryable=reply.retryable, error=f"{reply.error}: {code}")

@@ -41,5 +41,5 @@ def prepare(config: WebhookChannel, message: AlertMessage, now: datetime) -> Pre
     return Prepared(url=str(config.url), body=body, headers=headers)
 
 
-def interpret(status_code: int, body: bytes) -> Reply:
-    return http_reply(status_code, body)
+def interpret(status_code: int) -> Reply:
+    return http_reply(status_code)
