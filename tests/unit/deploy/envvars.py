@@ -40,6 +40,9 @@ SETTINGS_CLASSES = {
     "alerter": "logriver_alerter.settings:AlerterSettings",
 }
 PORTS = {"ingest": 8000, "query": 8001, "stream": 8002, "alerter": 8003, "writer": 8004}
+# Workloads that are not services of their own: the relay is the ingest service's
+# second process (`python -m logriver_ingest relay`), reading IngestSettings.
+RELAY_PORT = 8005
 
 # Settings a service reads outside its settings class. libs/common/stream_tokens.py
 # is the contract: query issues live-tail tokens and stream verifies them, both
@@ -51,7 +54,7 @@ CONTRACT_SETTINGS: dict[str, tuple[type[BaseSettings], ...]] = {
 }
 
 CONNECTION_SUFFIXES = ("_BOOTSTRAP_SERVERS", "_URI", "_URL", "_DSN", "_ENDPOINT", "_DATABASE")
-TOPIC_NAMES = ("LOGRIVER_KAFKA_TOPIC", "LOGRIVER_KAFKA_DLQ_TOPIC")
+TOPIC_NAMES = ("LOGRIVER_KAFKA_TOPIC", "LOGRIVER_KAFKA_RAW_TOPIC", "LOGRIVER_KAFKA_DLQ_TOPIC")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,13 @@ K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33"
 OVERLAYS = ("dev", "prod")
 HPA_SERVICES = ("ingest", "query", "stream")
-CONSUMERS = ("writer", "alerter")
+CONSUMERS = ("writer", "alerter", "relay")
+# Each logriver Deployment -> the service whose settings class it reads.
+WORKLOADS = {**{s: s for s in envvars.SERVICES}, "relay": "ingest"}
+KAFKA_CLIENTS = ("ingest", "relay", "writer", "alerter", "stream")
+# Never routed publicly (tests below): operational endpoints of every service.
+PRIVATE_PATHS = ("/metrics", "/healthz", "/readyz", "/docs", "/redoc", "/openapi.json")
+CONSOLE_DIR = ROOT / "services/query/src/logriver_query/console"
 STRIMZI_GROUP = "kafka.strimzi.io"
 MONGODB_GROUP = "mongodbcommunity.mongodb.com"
 
@@ -200,24 +206,28 @@ def test_every_workload_is_locked_down_and_sized(overlay: str) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_services_probe_health_and_expose_their_port(overlay: str) -> None:
     objects = render(overlay)
-    for service in envvars.SERVICES:
-        deployment = _one(objects, "Deployment", f"logriver-{service}")
+    for workload, service in WORKLOADS.items():
+        deployment = _one(objects, "Deployment", f"logriver-{workload}")
         pod = deployment["spec"]["template"]
         (container,) = pod["spec"]["containers"]
-        port = envvars.PORTS[service]
-        assert container["command"] == ["python", "-m", f"logriver_{service}"]
-        assert container["ports"] == [{"name": "http", "containerPort": port}]
+        port = envvars.RELAY_PORT if workload == "relay" else envvars.PORTS[service]
+        command = ["python", "-m", f"logriver_{service}"]
+        assert container["command"] == command + (["relay"] if workload == "relay" else [])
+        ports = [{"name": "http", "containerPort": port}]
+        if workload == "ingest":
+            ports.append({"name": "otlp-grpc", "containerPort": 4319})
+        assert container["ports"] == ports
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
         assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert "/tmp" in mounts  # noqa: S108 - writable scratch under a read-only root
-        svc = _one(objects, "Service", f"logriver-{service}")
+        svc = _one(objects, "Service", f"logriver-{workload}")
         assert svc["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
         labels = pod["metadata"]["labels"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
-        assert svc["spec"]["ports"] == [{"name": "http", "port": port, "targetPort": "http"}]
+        assert svc["spec"]["ports"][0] == {"name": "http", "port": port, "targetPort": "http"}
         if overlay == "prod":
             assert container["image"].startswith(f"ghcr.io/logriver/logriver-{service}:")
 
@@ -268,16 +278,26 @@ def test_kafka_is_kraft_with_the_pipelines_topics(overlay: str) -> None:
     nodes = pool["spec"]["replicas"]
     assert config["min.insync.replicas"] < nodes or nodes == config["min.insync.replicas"] == 1
     topics = {t["spec"]["topicName"]: t for t in _find(objects, "KafkaTopic")}
-    assert set(topics) == {"logs.v1", "logs.v1.dlq"}
+    assert set(topics) == {"logs.v1", "logs.raw.v1", "logs.v1.dlq"}
+    assert topics["logs.raw.v1"]["spec"]["partitions"] == topics["logs.v1"]["spec"]["partitions"]
     for topic in topics.values():
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
         assert topic["spec"]["replicas"] <= nodes
     assert topics["logs.v1"]["spec"]["config"]["retention.ms"] == 168 * 3600 * 1000
-    listener = next(lst for lst in kafka["spec"]["kafka"]["listeners"] if not lst["tls"])
+    # One listener, TLS with SCRAM-SHA-512; authorization on (no ACL, no access).
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    assert listener["tls"] is True
+    assert listener["authentication"] == {"type": "scram-sha-512"}
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+    assert "superUsers" not in kafka["spec"]["kafka"]["authorization"]
+    assert listener["networkPolicyPeers"], "without peers Strimzi admits every pod"
     bootstrap = f"{kafka['metadata']['name']}-kafka-bootstrap:{listener['port']}"
     env = _config_values(objects, "logriver-kafka")
     assert env["LOGRIVER_KAFKA_BOOTSTRAP_SERVERS"] == bootstrap
+    assert env["LOGRIVER_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["LOGRIVER_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     assert env["LOGRIVER_KAFKA_TOPIC"] == "logs.v1"
+    assert env["LOGRIVER_KAFKA_RAW_TOPIC"] == "logs.raw.v1"
     assert env["LOGRIVER_KAFKA_DLQ_TOPIC"] == "logs.v1.dlq"
 
 
@@ -288,7 +308,9 @@ def test_mongodb_is_a_three_member_replica_set(overlay: str) -> None:
     spec = mongodb["spec"]
     assert spec["type"] == "ReplicaSet"
     assert spec["members"] == 3
-    assert spec["version"].startswith("6.0.")
+    major, minor, _ = (int(part) for part in spec["version"].split("."))
+    assert (major, minor) >= (7, 0), "MongoDB 6.0 is past its end of life"
+    assert spec["featureCompatibilityVersion"] == f"{major}.{minor}"
     (user,) = spec["users"]
     assert {"name": "readWrite", "db": "logriver"} in user["roles"]
     password = user["passwordSecretRef"]["name"]
@@ -317,9 +339,32 @@ def test_jaeger_v2_receives_the_services_otlp(overlay: str) -> None:
     assert container["image"] == "jaegertracing/jaeger:2.13.0"
     config_map = deployment["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"]
     config = yaml.safe_load(_one(objects, "ConfigMap", config_map)["data"]["config.yaml"])
-    # The same pipeline as the local stack, listening on all interfaces.
-    local = (ROOT / "scripts/devstack/src/devstack/resources/jaeger.yaml").read_text()
-    assert config == yaml.safe_load(local.replace("127.0.0.1:", "0.0.0.0:"))
+    # The same pipeline as the local stack, listening on all interfaces, except
+    # the storage: Badger on the persistent volume instead of memory.
+    local = yaml.safe_load(
+        (ROOT / "scripts/devstack/src/devstack/resources/jaeger.yaml")
+        .read_text()
+        .replace("127.0.0.1:", "0.0.0.0:")
+    )
+    (backend,) = config["extensions"]["jaeger_storage"]["backends"].values()
+    badger = backend["badger"]
+    assert badger["ephemeral"] is False
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    data = next(name for name, path in mounts.items() if path == "/badger")
+    claim = volumes[data]["persistentVolumeClaim"]["claimName"]
+    assert _one(objects, "PersistentVolumeClaim", claim)["spec"]["resources"]["requests"]["storage"]
+    for directory in badger["directories"].values():
+        assert directory.startswith("/badger/"), directory
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"  # one writer of the volume
+    for name in ("extensions", "receivers", "processors", "exporters"):
+        config[name].pop("jaeger_storage", None)
+        local[name].pop("jaeger_storage", None)
+    for part in (config, local):
+        part["extensions"]["jaeger_query"]["storage"].pop("traces")
+        part["exporters"]["jaeger_storage_exporter"].pop("trace_storage")
+    assert config == local
     service = _one(objects, "Service", "jaeger")
     grpc = next(p for p in service["spec"]["ports"] if p["name"] == "otlp-grpc")
     endpoint = _config_values(objects, "logriver-common")["LOGRIVER_OTEL_ENDPOINT"]
@@ -358,13 +403,21 @@ def test_jaeger_accepts_its_configuration(tmp_path: Path) -> None:
 def test_ingresses_route_to_the_services_and_keep_sse_streaming(overlay: str) -> None:
     objects = render(overlay)
     ingresses = {i["metadata"]["name"]: i for i in _find(objects, "Ingress")}
-    assert set(ingresses) == {"logriver-ingest", "logriver-query", "logriver-stream"}
+    assert set(ingresses) == {
+        "logriver-ingest",
+        "logriver-ingest-otlp",
+        "logriver-query",
+        "logriver-stream",
+        "jaeger",
+    }
     for name, ingress in ingresses.items():
         assert ingress["spec"]["ingressClassName"] == "nginx"
         (rule,) = ingress["spec"]["rules"]
-        backend = rule["http"]["paths"][0]["backend"]["service"]
-        assert backend["name"] == name
-        assert _one(objects, "Service", name)["spec"]["ports"][0]["name"] == backend["port"]["name"]
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            assert backend["name"] == name.removesuffix("-otlp")
+            ports = {p["name"] for p in _one(objects, "Service", backend["name"])["spec"]["ports"]}
+            assert backend["port"]["name"] in ports
         if overlay == "prod":
             assert ingress["spec"]["tls"][0]["hosts"] == [rule["host"]]
     stream = ingresses["logriver-stream"]["metadata"]["annotations"]
@@ -373,12 +426,92 @@ def test_ingresses_route_to_the_services_and_keep_sse_streaming(overlay: str) ->
     assert int(stream["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
 
 
+def _routed(ingress: Obj, path: str) -> bool:
+    """Whether a request for ``path`` matches a rule (Kubernetes Prefix/Exact semantics)."""
+    for rule in ingress["spec"]["rules"]:
+        for item in rule["http"]["paths"]:
+            pattern, kind = item["path"], item["pathType"]
+            assert kind in ("Prefix", "Exact"), f"{kind}: can't reason about it"
+            if kind == "Exact" and path == pattern:
+                return True
+            if kind == "Prefix":
+                prefix = [p for p in pattern.split("/") if p]
+                if [p for p in path.split("/") if p][: len(prefix)] == prefix:
+                    return True
+    return False
+
+
+def test_the_route_matcher_follows_kubernetes_path_semantics() -> None:
+    ingress = {
+        "spec": {
+            "rules": [
+                {
+                    "http": {
+                        "paths": [
+                            {"path": "/v1", "pathType": "Prefix"},
+                            {"path": "/", "pathType": "Exact"},
+                        ]
+                    }
+                }
+            ]
+        }
+    }
+    assert _routed(ingress, "/v1/logs")
+    assert _routed(ingress, "/v1")
+    assert _routed(ingress, "/")
+    assert not _routed(ingress, "/v10")
+    assert not _routed(ingress, "/metrics")
+    assert _routed(
+        {"spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix"}]}}]}},
+        "/metrics",
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_public_api_is_routed(overlay: str) -> None:
+    """No /metrics, /docs, health or OpenAPI path of a logriver service is public;
+    the APIs and every console file are; Jaeger's UI needs a password."""
+    ingresses = {i["metadata"]["name"]: i for i in _find(render(overlay), "Ingress")}
+    for name, ingress in ingresses.items():
+        if name == "jaeger":
+            continue
+        for path in PRIVATE_PATHS:
+            assert not _routed(ingress, path), f"{name} routes {path}"
+    assert _routed(ingresses["logriver-ingest"], "/v1/logs")
+    assert _routed(ingresses["logriver-stream"], "/v1/stream")
+    assert _routed(ingresses["logriver-stream"], "/v1/ws")
+    assert _routed(ingresses["logriver-query"], "/v1/logs")
+    assert _routed(ingresses["logriver-query"], "/")
+    for file in CONSOLE_DIR.iterdir():
+        assert _routed(ingresses["logriver-query"], f"/{file.name}"), f"console {file.name}"
+    otlp = ingresses["logriver-ingest-otlp"]
+    assert _routed(otlp, "/opentelemetry.proto.collector.logs.v1.LogsService/Export")
+    assert otlp["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    jaeger = ingresses["jaeger"]
+    annotations = jaeger["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/auth-type"] == "basic"
+    secret = annotations["nginx.ingress.kubernetes.io/auth-secret"]
+    assert _find(render("base"), "Secret", secret), "no template for the htpasswd Secret"
+    (path,) = jaeger["spec"]["rules"][0]["http"]["paths"]
+    assert path["backend"]["service"]["port"]["name"] == "ui"  # never OTLP or metrics
+    host = jaeger["spec"]["rules"][0]["host"]
+    objects = render(overlay)
+    # The trace links that people follow lead to that Ingress.
+    scheme = "https" if overlay == "prod" else "http"
+    for generated, key in (
+        ("logriver-query", "LOGRIVER_QUERY_JAEGER_UI_URL"),
+        ("logriver-alerter", "LOGRIVER_ALERTER_JAEGER_UI_URL"),
+    ):
+        assert _config_values(objects, generated)[key] == f"{scheme}://{host}"
+
+
 # --- environment ------------------------------------------------------------------
 
 
-def _container_env(objects: tuple[Obj, ...], service: str) -> dict[str, tuple[str, Obj]]:
-    """Name -> (where it comes from, the source) for the service's container."""
-    deployment = _one(objects, "Deployment", f"logriver-{service}")
+def _container_env(objects: tuple[Obj, ...], workload: str) -> dict[str, tuple[str, Obj]]:
+    """Name -> (where it comes from, the source) for the workload's container."""
+    service = workload
+    deployment = _one(objects, "Deployment", f"logriver-{workload}")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     env: dict[str, tuple[str, Obj]] = {}
     for source in container.get("envFrom", []):
@@ -398,10 +531,11 @@ def _container_env(objects: tuple[Obj, ...], service: str) -> dict[str, tuple[st
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-@pytest.mark.parametrize("service", envvars.SERVICES)
-def test_every_variable_the_code_reads_is_set_and_nothing_else(overlay: str, service: str) -> None:
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_every_variable_the_code_reads_is_set_and_nothing_else(overlay: str, workload: str) -> None:
     objects = render(overlay)
-    env = _container_env(objects, service)
+    service = WORKLOADS[workload]
+    env = _container_env(objects, workload)
     missing = envvars.required(service) - set(env)
     assert not missing, f"{overlay}/{service} reads but the manifests do not set: {sorted(missing)}"
     unread = set(env) - envvars.readable_names(service)
@@ -413,16 +547,35 @@ def test_every_variable_the_code_reads_is_set_and_nothing_else(overlay: str, ser
     assert values[f"{prefix}HOST"] == "0.0.0.0"
     assert values[f"{prefix}PORT"] == str(envvars.PORTS[service])
     assert values["LOGRIVER_MODE"] == ("production" if overlay == "prod" else "local")
+    if workload == "relay":
+        assert values["LOGRIVER_INGEST_RELAY_PORT"] == str(envvars.RELAY_PORT)
     for name in envvars.secrets(service):
+        if name == "LOGRIVER_KAFKA_SASL_PASSWORD" and workload not in KAFKA_CLIENTS:
+            continue
         kind, ref = env[name]
-        assert kind == "secretKeyRef", f"{service}: secret {name} comes from {kind}"
+        assert kind == "secretKeyRef", f"{workload}: secret {name} comes from {kind}"
         _check_secret_ref(objects, overlay, ref)
+    if workload in KAFKA_CLIENTS:
+        # Its own KafkaUser, and the CA that verifies the brokers.
+        assert env["LOGRIVER_KAFKA_SASL_USERNAME"][1]["value"] == f"logriver-{workload}"
+        assert env["LOGRIVER_KAFKA_SASL_PASSWORD"][1]["name"] == f"logriver-{workload}"
+        deployment = _one(objects, "Deployment", f"logriver-{workload}")
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        cafile = values["LOGRIVER_KAFKA_SSL_CAFILE"]
+        mount = next(
+            m for m in container["volumeMounts"] if cafile.startswith(m["mountPath"] + "/")
+        )
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        (kafka,) = _find(objects, "Kafka")
+        assert volume["secret"]["secretName"] == f"{kafka['metadata']['name']}-cluster-ca-cert"
+        assert cafile.endswith("/" + volume["secret"]["items"][0]["path"])
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-@pytest.mark.parametrize("service", envvars.SERVICES)
+@pytest.mark.parametrize("workload", WORKLOADS)
 def test_the_settings_class_accepts_the_rendered_environment(
-    overlay: str, service: str, monkeypatch: pytest.MonkeyPatch
+    overlay: str, workload: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Start-up validation passes (in prod: production mode, so no local defaults).
 
@@ -430,14 +583,21 @@ def test_the_settings_class_accepts_the_rendered_environment(
     objects = render(overlay)
     for key in [k for k in os.environ if k.startswith("LOGRIVER_")]:
         monkeypatch.delenv(key)
-    for name, (kind, source) in _container_env(objects, service).items():
+    service = WORKLOADS[workload]
+    for name, (kind, source) in _container_env(objects, workload).items():
         if kind == "configmap":
             monkeypatch.setenv(name, source["data"][name])
+        elif kind == "value":
+            monkeypatch.setenv(name, source["value"])
         else:
             monkeypatch.setenv(name, f"stand-in-{source['name']}-{source['key']}")
     settings = envvars.settings_class(service)()
     assert getattr(settings, "mode", None) == ("production" if overlay == "prod" else "local")
     assert getattr(settings, "port", None) == envvars.PORTS[service]
+    if workload in KAFKA_CLIENTS:
+        kafka = getattr(settings, "kafka")  # noqa: B009 - every Kafka client's settings have it
+        assert kafka.security_protocol == "SASL_SSL"
+        assert kafka.sasl_username == f"logriver-{workload}"
 
 
 def _check_secret_ref(objects: tuple[Obj, ...], overlay: str, ref: Obj) -> None:
@@ -448,6 +608,10 @@ def _check_secret_ref(objects: tuple[Obj, ...], overlay: str, ref: Obj) -> None:
     if ref["name"] in operator_made:
         # Written by the MongoDB operator, with these keys.
         assert ref["key"] in ("connectionString.standard", "connectionString.standardSrv")
+        return
+    if _find(objects, "KafkaUser", ref["name"]):
+        # Written by Strimzi's user operator for the SCRAM-SHA-512 user.
+        assert ref["key"] == "password"
         return
     templates = {s["metadata"]["name"]: s for s in _find(render("base"), "Secret")}
     assert ref["name"] in templates, f"no Secret template for {ref['name']}"
