@@ -63,29 +63,56 @@ class Topics:
 
     main: str
     dlq: str
+    raw: str
 
     def env(self) -> dict[str, str]:
         """Environment that points a service at these topics."""
-        return {"LOGRIVER_KAFKA_TOPIC": self.main, "LOGRIVER_KAFKA_DLQ_TOPIC": self.dlq}
+        return {
+            "LOGRIVER_KAFKA_TOPIC": self.main,
+            "LOGRIVER_KAFKA_DLQ_TOPIC": self.dlq,
+            "LOGRIVER_KAFKA_RAW_TOPIC": self.raw,
+        }
+
+    async def create(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=STACK.kafka)
+        await admin.start()
+        try:
+            await admin.create_topics(
+                [
+                    NewTopic(self.main, num_partitions=6, replication_factor=1),
+                    NewTopic(self.dlq, num_partitions=1, replication_factor=1),
+                    NewTopic(self.raw, num_partitions=6, replication_factor=1),
+                ]
+            )
+        finally:
+            await admin.close()
+
+    async def delete(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=STACK.kafka)
+        await admin.start()
+        try:
+            await admin.delete_topics([self.main, self.dlq, self.raw])
+        finally:
+            await admin.close()
+
+    @classmethod
+    def named(cls, unique: str) -> Topics:
+        return cls(
+            main=f"test.logs.{unique}",
+            dlq=f"test.logs.{unique}.dlq",
+            raw=f"test.logs.{unique}.raw",
+        )
 
 
 @pytest.fixture
 async def topics(stack: None, unique: str) -> AsyncIterator[Topics]:
-    """Unique ``logs.<id>`` (6 partitions, like logs.v1) and ``logs.<id>.dlq``, deleted after."""
-    names = Topics(main=f"test.logs.{unique}", dlq=f"test.logs.{unique}.dlq")
-    admin = AIOKafkaAdminClient(bootstrap_servers=STACK.kafka)
-    await admin.start()
+    """Unique ``logs.<id>`` (6 partitions, like logs.v1), ``.dlq`` and ``.raw``, deleted after."""
+    names = Topics.named(unique)
+    await names.create()
     try:
-        await admin.create_topics(
-            [
-                NewTopic(names.main, num_partitions=6, replication_factor=1),
-                NewTopic(names.dlq, num_partitions=1, replication_factor=1),
-            ]
-        )
         yield names
-        await admin.delete_topics([names.main, names.dlq])
     finally:
-        await admin.close()
+        await names.delete()
 
 
 @pytest.fixture
