@@ -1,17 +1,19 @@
 from __future__ import annotations
 
+import resource
+import time
+
 import pytest
 
 from logriver_stream.filters import (
     Filter,
     FilterError,
     FilterSpec,
-    RegexLimits,
-    RegexTimeout,
+    RegexCompiler,
     spec_from_json,
     spec_from_query,
 )
-from tests.unit.stream.helpers import LIMITS, make_filter, record
+from tests.unit.stream.helpers import COMPILER, LIMITS, make_filter, record
 
 
 def test_query_string_parses_filters_and_control() -> None:
@@ -89,12 +91,84 @@ def test_trace_and_metadata_equality() -> None:
 
 def test_regex_bounds() -> None:
     with pytest.raises(FilterError, match="longer than 256"):
-        Filter(FilterSpec(regex="a" * 257), LIMITS)
+        COMPILER.compile("a" * 257)
     with pytest.raises(FilterError, match="invalid pattern"):
         make_filter(regex="(unclosed")
 
 
-def test_catastrophic_regex_times_out_instead_of_hanging() -> None:
-    bomb = Filter(FilterSpec(regex=r"(a|aa)+$"), RegexLimits(256, timeout_s=0.01))
-    with pytest.raises(RegexTimeout, match="longer than 10 ms"):
-        bomb.matches(record(0, 1, message="a" * 5000 + "!"))
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        # The issue's 27 characters of nested counted repeats: RE2's parser refuses it.
+        ("((a{1,100}){1,100}){1,100}", "invalid repetition size"),
+        (r"\pL{1000}", "too costly"),  # hits the 1 MiB compile memory bound
+        (r"(\pL|\pN|\pP){1000}", "too costly"),
+        (".{0,1000}x", "too costly"),  # compiles, but to 9005 instructions
+        (r"\w{1000}", "too costly"),
+        ("a{1001}", "invalid repetition size"),
+        ("(?=lookahead)", "invalid pattern"),  # RE2 has no look-around ...
+        (r"(a)\1", "invalid pattern"),  # ... and no backreferences
+        ("(" * 100 + ")" * 100 + "(", "invalid pattern"),
+        ("\ud800", "invalid pattern"),  # a lone surrogate cannot be UTF-8
+        ("[z-a]", "invalid pattern"),
+    ],
+)
+def test_costly_or_invalid_patterns_are_refused_quickly(pattern: str, why: str) -> None:
+    compiler = RegexCompiler(LIMITS)
+    rss_before = _peak_rss_mib()
+    started = time.perf_counter()
+    with pytest.raises(FilterError) as info:
+        compiler.compile(pattern)
+    elapsed = time.perf_counter() - started
+    assert info.value.detail[0]["param"] == "regex"
+    assert why in info.value.detail[0]["msg"]
+    # Generous bounds for a shared machine: measured at about 6 ms and no growth.
+    assert elapsed < 0.5, elapsed
+    assert _peak_rss_mib() - rss_before < 64
+    # A refusal is cached: asking again costs a lookup, with the same answer.
+    assert compiler.cached(pattern)
+    with pytest.raises(FilterError):
+        compiler.compile(pattern)
+
+
+def test_backtracking_patterns_are_linear_under_re2() -> None:
+    bomb = make_filter(regex=r"(a|aa)+$")
+    started = time.perf_counter()
+    assert not bomb.matches(record(0, 1, message="a" * 30_000 + "!"))
+    assert time.perf_counter() - started < 0.5
+    assert bomb.matches(record(0, 2, message="aaaa"))
+
+
+def test_regex_matches_unicode_and_odd_messages() -> None:
+    # RE2 reads an out-of-range count as literal text: harmless, and cheap.
+    huge = make_filter(regex="a{99999999999999999999}")
+    assert huge.matches(record(0, 0, message="a{99999999999999999999}"))
+    assert make_filter(regex="é+$").matches(record(0, 1, message="café"))
+    assert make_filter(regex=r"^\d{3}-\w+").matches(record(0, 2, message="404-not found"))
+    assert not make_filter(regex="x").matches(record(0, 3, message=""))
+    assert make_filter(regex="(?i)ERROR").matches(record(0, 4, message="an error"))
+    # Events never hold NUL (the decoder refuses it), so a NUL pattern compiles and never matches.
+    assert not make_filter(regex="a\x00b").matches(record(0, 5, message="za bz"))
+    assert make_filter(regex="a\tb").matches(record(0, 6, message="za\tbz"))
+
+
+def test_compiler_cache_is_bounded_and_reuses_patterns() -> None:
+    compiler = RegexCompiler(LIMITS, cache_size=2)
+    first = compiler.compile("one")
+    assert compiler.compile("one") is first
+    compiler.compile("two")
+    compiler.compile("three")  # evicts "one", the least recently used
+    assert not compiler.cached("one")
+    assert compiler.cached("two")
+    assert compiler.cached("three")
+
+
+def test_filter_and_compiled_regex_must_agree() -> None:
+    with pytest.raises(ValueError, match="compiled regex"):
+        Filter(FilterSpec(regex="a"))
+    with pytest.raises(ValueError, match="compiled regex"):
+        Filter(FilterSpec(), COMPILER.compile("a"))

@@ -1,18 +1,29 @@
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
+from logriver_stream.budget import RegexBudget
 from logriver_stream.cursor import CursorCodec
-from logriver_stream.hub import Admission, Hub, TooManySubscribers
+from logriver_stream.hub import Admission, Hub, TooManyRegexFilters, TooManySubscribers
 from logriver_stream.records import StreamRecord
 from logriver_stream.settings import OverflowPolicy
-from tests.unit.stream.helpers import make_filter, record, subscriber
+from logriver_stream.subscriber import Subscriber
+from tests.unit.stream.helpers import (
+    CostlyFilter,
+    ManualClock,
+    generous_budget,
+    make_filter,
+    record,
+    subscriber,
+)
 
 CODEC = CursorCodec("t")
 
 
-def hub_at(position: dict[int, int]) -> Hub:
-    hub = Hub(CODEC)
+def hub_at(position: dict[int, int], budget: RegexBudget | None = None) -> Hub:
+    hub = Hub(CODEC, budget or generous_budget())
     hub.position.update(position)
     return hub
 
@@ -96,29 +107,143 @@ def test_close_policy_ends_a_slow_subscriber() -> None:
     assert len(batch.records) == 3
 
 
-def test_runaway_regex_closes_only_its_subscriber() -> None:
+def test_backtracking_bomb_is_linear_under_re2() -> None:
     hub = hub_at({0: 0})
     bomb = subscriber(regex=r"(a|aa)+$")
     other = subscriber()
     hub.register(bomb)
     hub.register(other)
-    hub.publish(items(record(0, 0, message="a" * 5000 + "!")))
-    assert bomb.closed is not None
-    assert bomb.closed.code == "regex_timeout"
-    batch = other.take()
-    assert batch is not None
-    assert len(batch.records) == 1
+    hub.publish(items(record(0, 0, message="a" * 30_000 + "!"), record(0, 1, message="aaa")))
+    assert bomb.closed is None
+    bomb_batch, other_batch = bomb.take(), other.take()
+    assert bomb_batch is not None
+    assert other_batch is not None
+    assert [r.offset for r in bomb_batch.records] == [1]
+    assert len(other_batch.records) == 2
 
 
 def test_admission_limits_per_key_and_instance() -> None:
-    admission = Admission(max_total=3, max_per_key=2)
-    admission.acquire("a")
-    admission.acquire("a")
+    admission = Admission(max_total=3, max_per_key=2, max_regex_per_key=5)
+    a1, a2, a3 = (subscriber(key_id="a") for _ in range(3))
+    b1, c1, c2 = subscriber(key_id="b"), subscriber(key_id="c"), subscriber(key_id="c")
+    admission.acquire(a1)
+    admission.acquire(a2)
     with pytest.raises(TooManySubscribers, match="this API key"):
-        admission.acquire("a")
-    admission.acquire("b")
+        admission.acquire(a3)
+    admission.acquire(b1)
     with pytest.raises(TooManySubscribers, match="this stream instance"):
-        admission.acquire("c")
-    admission.release("a")
-    admission.acquire("c")
+        admission.acquire(c1)
+    admission.release(a1)
+    admission.release(a1)  # twice is harmless
+    admission.acquire(c1)
     assert admission.total == 3
+    assert sorted(admission.key_ids()) == ["a", "b", "c"]
+    assert admission.subscribers("a") == [a2]
+    admission.release(c2)  # never admitted: nothing changes
+    assert admission.total == 3
+
+
+def test_regex_subscriptions_are_capped_per_key_not_per_instance() -> None:
+    admission = Admission(max_total=100, max_per_key=100, max_regex_per_key=2)
+    first, second = subscriber(key_id="a", regex="x"), subscriber(key_id="a", regex="y")
+    admission.acquire(first)
+    admission.acquire(second)
+    with pytest.raises(TooManyRegexFilters, match="2 live subscriptions with a regex"):
+        admission.acquire(subscriber(key_id="a", regex="z"))
+    admission.acquire(subscriber(key_id="a"))  # no regex: not capped
+    admission.acquire(subscriber(key_id="b", regex="z"))  # another key: its own cap
+    assert admission.regex_count("a") == 2
+    # A filter change that adds a regex is checked too; dropping one frees a slot.
+    plain = subscriber(key_id="a")
+    admission.acquire(plain)
+    with pytest.raises(TooManyRegexFilters):
+        admission.replace_filter(plain, make_filter(regex="w"))
+    admission.replace_filter(first, make_filter(service=["api"]))
+    first.filter = make_filter(service=["api"])
+    assert admission.regex_count("a") == 1
+    admission.replace_filter(plain, make_filter(regex="w"))
+    plain.filter = make_filter(regex="w")
+    assert admission.regex_count("a") == 2
+    admission.release(plain)
+    admission.release(second)
+    assert admission.regex_count("a") == 0
+
+
+def _forty_and_one(
+    budget: RegexBudget, clock: ManualClock
+) -> tuple[Hub, list[Subscriber], Subscriber]:
+    hub = hub_at({0: 0}, budget)
+    greedy = [subscriber(key_id="A", queue_size=1_000, regex=r"a[ab]{300}c") for _ in range(40)]
+    victim = subscriber(key_id="B", queue_size=1_000, regex=r"#\d+$")
+    for sub in [*greedy, victim]:
+        sub.filter = CostlyFilter(sub.filter, clock, cost=0.001)
+        hub.register(sub)
+    return hub, greedy, victim
+
+
+def test_one_keys_forty_regex_subscriptions_do_not_delay_another_key() -> None:
+    """The issue's case, deterministically: every regex match costs 1 ms of a fake clock.
+
+    Key A holds forty regex subscriptions, key B one. Without a budget the hub
+    spends 41 ms of matching per event, so the last of B's 100 events waits
+    4.1 s; with a budget of 200 ms per key and window, A is charged 200 ms,
+    B (needing 100 ms) gets every event, and A's clients are told how many
+    events they skipped.
+    """
+    clock = ManualClock()
+    budget = RegexBudget(per_window_s=0.200, window_s=1.0, clock=clock)
+    hub, greedy, victim = _forty_and_one(budget, clock)
+    hub.publish(items(*(record(0, i, message=f"event #{i}") for i in range(100))))
+
+    # The whole publish, i.e. the longest any client waited for it: B's own 100
+    # matches plus A's budget.
+    assert clock.now == pytest.approx(0.100 + 0.200)
+    batch = victim.take()
+    assert batch is not None
+    assert [r.offset for r in batch.records] == list(range(100))
+    assert batch.dropped == 0
+    assert budget.spent("A") == pytest.approx(0.200)
+    assert budget.spent("B") == pytest.approx(0.100)
+    runs = sum(cast(CostlyFilter, sub.filter).runs for sub in greedy)
+    assert runs == 200
+    dropped = 0
+    for sub in greedy:
+        got = sub.take()
+        assert got is not None
+        assert got.records == []
+        dropped += got.dropped
+    assert dropped == 40 * 100 - runs  # every match A could not afford is reported
+
+    # The next window, A's subscribers match again (within the budget again).
+    clock.now += 1.0
+    hub.publish(items(record(0, 100, message="a" + "b" * 300 + "c")))
+    assert budget.spent("A") == pytest.approx(0.040)
+    assert all(len(sub) == 1 for sub in greedy)  # each matched and queued it
+
+
+def test_without_a_budget_the_same_load_costs_forty_times_more() -> None:
+    """The control for the test above: the same subscriptions with an unlimited budget."""
+    clock = ManualClock()
+    budget = RegexBudget(per_window_s=3600.0, window_s=3600.0, clock=clock)
+    hub, _, victim = _forty_and_one(budget, clock)
+    hub.publish(items(*(record(0, i, message=f"event #{i}") for i in range(100))))
+    assert clock.now == pytest.approx(41 * 100 * 0.001)
+    batch = victim.take()
+    assert batch is not None
+    assert len(batch.records) == 100
+
+
+def test_filters_without_a_regex_are_never_charged() -> None:
+    clock = ManualClock()
+    budget = RegexBudget(per_window_s=0.0, window_s=1.0, clock=clock)  # nothing to spend
+    hub = hub_at({0: 0}, budget)
+    plain = subscriber(key_id="A", q="event")
+    regex = subscriber(key_id="A", regex="event")
+    hub.register(plain)
+    hub.register(regex)
+    hub.publish(items(record(0, 0, message="event 1")))
+    plain_batch, regex_batch = plain.take(), regex.take()
+    assert plain_batch is not None
+    assert regex_batch is not None
+    assert len(plain_batch.records) == 1
+    assert (regex_batch.records, regex_batch.dropped) == ([], 1)

@@ -16,7 +16,7 @@ from logriver_stream.settings import StreamSettings
 from logriver_stream.sse import dropped_frame, error_frame, heartbeat_frame, open_frame
 from logriver_stream.subscriber import CloseReason
 from tests.stack import eventually
-from tests.unit.stream.helpers import record, subscriber
+from tests.unit.stream.helpers import COMPILER, generous_budget, record, subscriber
 
 
 class Recorder:
@@ -47,16 +47,17 @@ def context(hub: Hub, admission: Admission) -> StreamContext:
         codec=hub.codec,
         partitions=[],
         replays=asyncio.Semaphore(1),
+        regexes=COMPILER,
     )
 
 
 async def test_live_session_sends_events_drops_heartbeats_and_reason() -> None:
     codec = CursorCodec("t")
-    hub = Hub(codec)
+    hub = Hub(codec, generous_budget())
     hub.position.update({0: 0, 1: 0})
-    admission = Admission(max_total=10, max_per_key=10)
-    admission.acquire("k")
+    admission = Admission(max_total=10, max_per_key=10, max_regex_per_key=1)
     sub = subscriber(queue_size=3, service=["api"])
+    admission.acquire(sub)
     session = Session(context(hub, admission), sub)
     out = Recorder()
     task = asyncio.create_task(session.run(out))

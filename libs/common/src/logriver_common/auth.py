@@ -1,4 +1,4 @@
-"""API keys: hashed in PostgreSQL, scoped, cached briefly, checked by a FastAPI dependency.
+"""API keys: hashed in PostgreSQL, scoped, cached for at most 5 s, checked by a FastAPI dependency.
 
 A key looks like ``lr_<8-char prefix>_<secret>``. Only a SHA-256 of the whole
 key is stored. A fast hash is the right tool here: the secret is 256 random
@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -87,14 +87,30 @@ def _row_to_key(row: asyncpg.Record) -> ApiKey:
     )
 
 
-class ApiKeyStore:
-    """Keys in PostgreSQL with a small TTL cache in front (positive and negative)."""
+# No key is trusted from a cache for longer than this: a revocation takes effect
+# everywhere within it, even on instances that did not perform the revocation.
+MAX_CACHE_TTL_S = 5.0
 
-    def __init__(self, pool: asyncpg.Pool, *, cache_ttl_s: float = 30.0, cache_size: int = 10_000):
+
+class ApiKeyStore:
+    """Keys in PostgreSQL with a small TTL cache in front (positive and negative).
+
+    The cache saves a PostgreSQL round trip per request; its TTL (at most
+    :data:`MAX_CACHE_TTL_S`) is the longest a revoked key keeps working on an
+    instance that did not revoke it. :meth:`active_ids` never reads the cache:
+    it is how long-lived streams recheck their keys.
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, *, cache_ttl_s: float = 2.0, cache_size: int = 10_000
+    ) -> None:
+        if not 0 <= cache_ttl_s <= MAX_CACHE_TTL_S:
+            raise ValueError(f"cache_ttl_s must be between 0 and {MAX_CACHE_TTL_S} seconds")
         self._pool = pool
         self._ttl = cache_ttl_s
         self._size = cache_size
         self._cache: OrderedDict[str, tuple[float, ApiKey | None]] = OrderedDict()
+        self._by_id: OrderedDict[str, tuple[float, ApiKey | None]] = OrderedDict()
 
     async def prepare(self, *, local_mode: bool) -> None:
         """Apply migrations; in local mode make sure the development key exists.
@@ -156,23 +172,62 @@ class ApiKeyStore:
         )
         # Revocation must take effect now on this instance, not after the TTL.
         self._cache.clear()
+        self._by_id.clear()
         return bool(result.endswith(" 1"))
 
     async def lookup(self, plaintext: str) -> ApiKey | None:
+        """The active key with this plaintext, or None (unknown or revoked)."""
         digest = hash_key(plaintext)
-        now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
-            self._cache.move_to_end(digest)
+        cached = self._cached(self._cache, digest)
+        if cached is not None:
             return cached[1]
         row = await self._pool.fetchrow(
             "SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", digest
         )
         key = _row_to_key(row) if row is not None else None
-        self._cache[digest] = (now + self._ttl, key)
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
+        self._remember(self._cache, digest, key)
         return key
+
+    async def active_key(self, key_id: str) -> ApiKey | None:
+        """The active key with this id, or None: how a stream token's key is checked."""
+        cached = self._cached(self._by_id, key_id)
+        if cached is not None:
+            return cached[1]
+        row = await self._pool.fetchrow(
+            "SELECT * FROM api_keys WHERE id = $1 AND revoked_at IS NULL", key_id
+        )
+        key = _row_to_key(row) if row is not None else None
+        self._remember(self._by_id, key_id, key)
+        return key
+
+    async def active_ids(self, key_ids: Collection[str]) -> set[str]:
+        """Which of ``key_ids`` are active now, straight from PostgreSQL (no cache)."""
+        if not key_ids:
+            return set()
+        rows = await self._pool.fetch(
+            "SELECT id FROM api_keys WHERE id = ANY($1::text[]) AND revoked_at IS NULL",
+            list(key_ids),
+        )
+        return {row["id"] for row in rows}
+
+    def _cached(
+        self, cache: OrderedDict[str, tuple[float, ApiKey | None]], name: str
+    ) -> tuple[float, ApiKey | None] | None:
+        entry = cache.get(name)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        cache.move_to_end(name)
+        return entry
+
+    def _remember(
+        self, cache: OrderedDict[str, tuple[float, ApiKey | None]], name: str, key: ApiKey | None
+    ) -> None:
+        if self._ttl <= 0:
+            return
+        cache[name] = (time.monotonic() + self._ttl, key)
+        cache.move_to_end(name)
+        if len(cache) > self._size:
+            cache.popitem(last=False)
 
 
 def presented_key(request: Request) -> str | None:

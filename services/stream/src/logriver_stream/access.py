@@ -4,6 +4,10 @@ SSE requests use the shared ``require_scope`` dependency logic for keys. A
 WebSocket is not a ``Request``, so its headers are checked here against the same
 key store. Browsers (EventSource, and WebSocket, which cannot set headers
 either) pass a token issued by the query service as ``?token=``.
+
+A token names the key it was issued for, and is honoured only while that key
+is active: a token issued before its key was revoked opens nothing (the
+key is looked up by id, through a cache of at most a few seconds).
 """
 
 from __future__ import annotations
@@ -26,21 +30,29 @@ class Principal:
     key_id: str
 
 
-def _from_token(settings: StreamTokenSettings, token: str) -> Principal:
+async def _from_token(settings: StreamTokenSettings, token: str, store: ApiKeyStore) -> Principal:
     try:
         claims = verify_token(settings, token)
     except InvalidToken as exc:
         raise ApiError(401, "unauthorized", f"invalid stream token: {exc}") from None
     if Scope.READ.value not in claims.scopes:
         raise ApiError(403, "forbidden", "this stream token lacks the `read` scope")
-    return Principal(claims.key_id)
+    key = await store.active_key(claims.key_id) if len(claims.key_id) <= _MAX_KEY_CHARS else None
+    if key is None:
+        raise ApiError(
+            401, "unauthorized", "invalid stream token: its API key is revoked or unknown"
+        )
+    if Scope.READ not in key.scopes:
+        raise ApiError(403, "forbidden", "the API key of this stream token lacks the `read` scope")
+    return Principal(key.id)
 
 
 async def authenticate_request(
     request: Request, token: str | None, settings: StreamTokenSettings
 ) -> Principal:
     if token is not None:
-        return _from_token(settings, token)
+        store: ApiKeyStore = request.app.state.api_keys
+        return await _from_token(settings, token, store)
     key = await _require_read(request)
     return Principal(key.id)
 
@@ -60,7 +72,7 @@ async def authenticate_headers(
 ) -> Principal:
     """The WebSocket flavour: same rules, same store, same errors."""
     if token is not None:
-        return _from_token(settings, token)
+        return await _from_token(settings, token, store)
     plaintext = _header_key(headers)
     if plaintext is None:
         raise ApiError(

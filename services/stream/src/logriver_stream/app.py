@@ -13,8 +13,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from logriver_common import clients
 from logriver_common.app import create_service_app
 from logriver_common.auth import ApiKeyStore
+from logriver_stream.budget import RegexBudget
 from logriver_stream.cursor import CursorCodec
+from logriver_stream.filters import RegexCompiler, RegexLimits
 from logriver_stream.hub import Admission, Hub
+from logriver_stream.keywatch import KeyWatch
 from logriver_stream.routes import router
 from logriver_stream.session import SHUTTING_DOWN, StreamContext
 from logriver_stream.settings import StreamSettings
@@ -33,25 +36,41 @@ def create_app(settings: StreamSettings | None = None) -> FastAPI:
             await store.prepare(local_mode=settings.mode == "local")
             app.state.api_keys = store
             codec = CursorCodec(settings.kafka.topic)
-            hub = Hub(codec)
+            budget = RegexBudget(
+                per_window_s=settings.regex_budget_ms / 1000,
+                window_s=settings.regex_budget_window_seconds,
+            )
+            hub = Hub(codec, budget)
+            admission = Admission(
+                max_total=settings.max_subscribers,
+                max_per_key=settings.max_subscribers_per_key,
+                max_regex_per_key=settings.regex_max_per_key,
+            )
             source = KafkaSource(settings, hub, app.state.readiness)
             await source.start()
+            watch = KeyWatch(store, admission, hub, interval_s=settings.key_recheck_seconds)
             try:
                 app.state.readiness.add("kafka", source.check)
                 app.state.stream = StreamContext(
                     settings=settings,
                     hub=hub,
-                    admission=Admission(
-                        max_total=settings.max_subscribers,
-                        max_per_key=settings.max_subscribers_per_key,
-                    ),
+                    admission=admission,
                     codec=codec,
                     partitions=source.partitions,
                     replays=asyncio.Semaphore(settings.max_concurrent_replays),
+                    regexes=RegexCompiler(
+                        RegexLimits(
+                            max_length=settings.regex_max_length,
+                            max_program_size=settings.regex_max_program_size,
+                            max_mem=settings.regex_max_mem,
+                        )
+                    ),
                 )
+                watch.start()
                 yield
                 hub.close_all(SHUTTING_DOWN)
             finally:
+                await watch.stop()
                 await source.stop()
         finally:
             await pool.close()

@@ -6,26 +6,37 @@ case-insensitive), ``regex`` (on the message), ``trace_id``, and
 objects). WebSocket clients send the same fields as JSON. All conditions must
 hold.
 
-Regexes are user input evaluated against every event, so they are bounded
-twice. Their length is capped, and they run on the ``regex`` package with a
-per-event time budget: a pattern that backtracks catastrophically (``(a|aa)+$``
-on a long line) raises ``TimeoutError`` after a few milliseconds instead of
-freezing the event loop that serves every other client. A subscriber whose
-pattern times out is closed with ``regex_timeout``: a pattern that was slow once
-will be slow again, and the instance must not keep paying for it.
+Regexes are user input evaluated against every event on the event loop that
+serves every client, so they run on RE2, whose matching is linear in the
+message (no backtracking: ``(a|aa)+$`` is as cheap as ``a+$``), and are
+bounded at compile time (:class:`RegexCompiler`):
+
+* the pattern length is capped (``regex_max_length``);
+* RE2 compiles under a memory bound (``regex_max_mem``, 1 MiB), so a pattern
+  such as ``\\pL{1000}`` fails in a few milliseconds instead of allocating
+  gigabytes; nested counted repeats beyond 1000 in total
+  (``((a{1,100}){1,100}){1,100}``) are refused by RE2's parser at once;
+* the compiled program is capped (``regex_max_program_size`` instructions),
+  because the cost of a match that overflows RE2's DFA cache grows with it.
+
+Anything RE2 rejects or that is too large is ``invalid_filter`` (400) at
+subscription time. Compiling holds the GIL (the RE2 binding does not release
+it), so a worker thread would not keep the event loop free; the memory bound
+is what bounds compile time (about 6 ms at worst, measured), an LRU cache makes
+repeats free, and the time is charged to the key's regex budget (budget.py),
+which also bounds what matching costs.
 """
 
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import orjson
-
-# No stubs ship for `regex`; its use is confined to this module.
-import regex  # type: ignore[import-untyped]
+import re2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from logriver_common.event import Level
@@ -48,10 +59,6 @@ class FilterError(ValueError):
     def __init__(self, detail: list[dict[str, str]]) -> None:
         super().__init__("; ".join(f"{d['param']}: {d['msg']}" for d in detail))
         self.detail = detail
-
-
-class RegexTimeout(Exception):
-    """A subscriber's regex exceeded its per-event time budget."""
 
 
 class FilterSpec(BaseModel):
@@ -88,8 +95,71 @@ class FilterSpec(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class RegexLimits:
-    max_length: int
-    timeout_s: float
+    max_length: int = 256
+    max_program_size: int = 1_000
+    max_mem: int = 1 << 20
+
+
+if TYPE_CHECKING:
+    # The compiled-pattern class is private in the binding (and not generic at run time).
+    Regex: TypeAlias = re2._Regexp[str]
+
+
+class RegexCompiler:
+    """Compiles user patterns with RE2 under :class:`RegexLimits`; a small LRU cache.
+
+    Refusals are cached too, so a client repeating a rejected pattern costs a
+    dictionary lookup.
+    """
+
+    def __init__(self, limits: RegexLimits, *, cache_size: int = 256) -> None:
+        self.limits = limits
+        self._cache_size = cache_size
+        self._cache: OrderedDict[str, Regex | str] = OrderedDict()
+        self._options = re2.Options()
+        self._options.max_mem = limits.max_mem
+        self._options.log_errors = False  # refusals are answered, not logged to stderr
+        self._options.never_capture = True  # filters only ask "does it match?"
+
+    def cached(self, pattern: str) -> bool:
+        return pattern in self._cache
+
+    def compile(self, pattern: str) -> Regex:
+        """The compiled pattern; raises :class:`FilterError` naming the ``regex`` param."""
+        if len(pattern) > self.limits.max_length:
+            raise FilterError(
+                [{"param": "regex", "msg": f"longer than {self.limits.max_length} characters"}]
+            )
+        result = self._cache.get(pattern)
+        if result is None:
+            result = self._compile(pattern)
+            self._cache[pattern] = result
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(pattern)
+        if isinstance(result, str):
+            raise FilterError([{"param": "regex", "msg": result}])
+        return result
+
+    def _compile(self, pattern: str) -> Regex | str:
+        try:
+            compiled = re2.compile(pattern, self._options)
+        except re2.error as exc:
+            reason = exc.args[0] if exc.args else "invalid"
+            if isinstance(reason, bytes):
+                reason = reason.decode(errors="replace")
+            if "pattern too large" in str(reason):
+                return "too costly: the compiled pattern exceeds the memory limit"
+            return f"invalid pattern (RE2 syntax): {reason}"
+        except (ValueError, TypeError, UnicodeError, OverflowError) as exc:
+            return f"invalid pattern: {exc}"
+        if compiled.programsize > self.limits.max_program_size:
+            return (
+                f"too costly: compiles to {compiled.programsize} instructions "
+                f"(at most {self.limits.max_program_size}); use smaller counted repeats"
+            )
+        return compiled
 
 
 def _errors(exc: ValidationError) -> list[dict[str, str]]:
@@ -155,40 +225,36 @@ def _meta_value(metadata: dict[str, Any] | None, path: tuple[str, ...]) -> str |
 
 
 class Filter:
-    """A compiled :class:`FilterSpec`; ``matches`` runs on the hot path."""
+    """A compiled :class:`FilterSpec`; ``matches`` runs on the hot path.
+
+    The hub calls :meth:`matches_fields` and :meth:`matches_regex` separately
+    so that only the regex, the part that can cost, is charged to the key's
+    budget.
+    """
 
     __slots__ = (
         "_meta",
         "_min_severity",
         "_q",
-        "_regex",
-        "_timeout",
+        "regex",
         "services",
         "spec",
         "trace_id",
     )
 
-    def __init__(self, spec: FilterSpec, limits: RegexLimits) -> None:
+    def __init__(self, spec: FilterSpec, regex: Regex | None = None) -> None:
+        if (spec.regex is None) != (regex is None):
+            raise ValueError("pass the compiled regex of spec.regex (and only then)")
         self.spec = spec
         self.services: frozenset[str] | None = frozenset(spec.service) or None
         self._min_severity = Level(spec.level).severity if spec.level else 0
         self._q = spec.q.casefold() if spec.q else None
         self.trace_id = spec.trace_id.lower() if spec.trace_id else None
         self._meta = [(tuple(k.split(".")), v) for k, v in spec.meta.items()]
-        self._timeout = limits.timeout_s
-        self._regex: regex.Pattern[str] | None = None
-        if spec.regex is not None:
-            if len(spec.regex) > limits.max_length:
-                raise FilterError(
-                    [{"param": "regex", "msg": f"longer than {limits.max_length} characters"}]
-                )
-            try:
-                self._regex = regex.compile(spec.regex)
-            except (regex.error, ValueError, OverflowError, RecursionError) as exc:
-                raise FilterError([{"param": "regex", "msg": f"invalid pattern: {exc}"}]) from None
+        self.regex = regex
 
-    def matches(self, record: StreamRecord) -> bool:
-        """Whether ``record`` passes; raises :class:`RegexTimeout` for a runaway pattern."""
+    def matches_fields(self, record: StreamRecord) -> bool:
+        """Every condition except the regex (all cheap and bounded)."""
         if self.services is not None and record.service not in self.services:
             return False
         if record.severity < self._min_severity:
@@ -198,16 +264,17 @@ class Filter:
         for path, expected in self._meta:
             if _meta_value(record.metadata, path) != expected:
                 return False
-        if self._q is not None and self._q not in record.folded_message:
-            return False
-        if self._regex is not None:
-            try:
-                return self._regex.search(record.message, timeout=self._timeout) is not None
-            except TimeoutError:
-                raise RegexTimeout(
-                    f"regex took longer than {self._timeout * 1000:g} ms on one event"
-                ) from None
-        return True
+        return self._q is None or self._q in record.folded_message
+
+    def matches_regex(self, record: StreamRecord) -> bool:
+        if self.regex is None:
+            return True
+        # Bytes: RE2 works on UTF-8 and skips the offset bookkeeping of str matches.
+        text = record.message.encode("utf-8", "surrogatepass")
+        return self.regex.search(text) is not None
+
+    def matches(self, record: StreamRecord) -> bool:
+        return self.matches_fields(record) and self.matches_regex(record)
 
     def describe(self) -> dict[str, Any]:
         return self.spec.model_dump(exclude_defaults=True)

@@ -5,7 +5,8 @@ record, evaluates filters (candidates are found through a per-service index,
 so a client tailing one service costs nothing for the others' events), stamps
 each matching record with the cursor *after* it, and offers every subscriber its
 share in one call. Everything here is synchronous: no subscriber can slow the
-loop down, only its own queue fills.
+loop down, only its own queue fills. Regex matching is the one part whose cost
+a client chooses, so it runs under its API key's budget (budget.py).
 
 A record's cursor is computed once and shared, as are its SSE and WebSocket
 frames, so a thousand clients watching the same event cost one encoding.
@@ -17,8 +18,9 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from logriver_stream import metrics
+from logriver_stream.budget import RegexBudget
 from logriver_stream.cursor import CursorCodec, merge
-from logriver_stream.filters import Filter, RegexTimeout
+from logriver_stream.filters import Filter
 from logriver_stream.records import StreamRecord
 from logriver_stream.subscriber import CloseReason, Subscriber
 
@@ -34,33 +36,97 @@ class TooManySubscribers(Exception):
         self.limit = limit
 
 
-class Admission:
-    """Subscriber limits per API key and per instance, held for a subscription's life."""
+class TooManyRegexFilters(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"this API key already has {limit} live subscriptions with a regex filter "
+            "(the maximum); use q= for substrings, or end another regex subscription"
+        )
+        self.limit = limit
 
-    def __init__(self, *, max_total: int, max_per_key: int) -> None:
+
+class Admission:
+    """Every open subscription, by API key, with limits per key and per instance.
+
+    Held for a subscription's life (from before its replay until it ends), so
+    it is also the registry the key watcher walks to end a revoked key's
+    streams, and where the per-key cap on regex subscriptions is kept
+    (see budget.py).
+    """
+
+    def __init__(self, *, max_total: int, max_per_key: int, max_regex_per_key: int) -> None:
         self.max_total = max_total
         self.max_per_key = max_per_key
+        self.max_regex_per_key = max_regex_per_key
         self.total = 0
-        self._per_key: Counter[str] = Counter()
+        self._by_key: dict[str, set[Subscriber]] = {}
+        self._regex: Counter[str] = Counter()
 
-    def acquire(self, key_id: str) -> None:
+    def acquire(self, subscriber: Subscriber) -> None:
+        key_id = subscriber.key_id
+        held = self._by_key.get(key_id, set())
         if self.total >= self.max_total:
             raise TooManySubscribers("instance", self.max_total)
-        if self._per_key[key_id] >= self.max_per_key:
+        if len(held) >= self.max_per_key:
             raise TooManySubscribers("key", self.max_per_key)
+        if subscriber.filter.regex is not None:
+            self._check_regex(key_id)
+            self._regex[key_id] += 1
         self.total += 1
-        self._per_key[key_id] += 1
+        self._by_key.setdefault(key_id, set()).add(subscriber)
 
-    def release(self, key_id: str) -> None:
+    def release(self, subscriber: Subscriber) -> None:
+        key_id = subscriber.key_id
+        held = self._by_key.get(key_id)
+        if held is None or subscriber not in held:
+            return
+        held.discard(subscriber)
+        if not held:
+            del self._by_key[key_id]
         self.total -= 1
-        self._per_key[key_id] -= 1
-        if self._per_key[key_id] <= 0:
-            del self._per_key[key_id]
+        if subscriber.filter.regex is not None:
+            self._regex[key_id] -= 1
+            if self._regex[key_id] <= 0:
+                del self._regex[key_id]
+
+    def check_filter(self, key_id: str, old: Filter | None, new: Filter) -> None:
+        """Raise :class:`TooManyRegexFilters` if ``new`` replacing ``old`` exceeds the cap."""
+        if new.regex is not None and (old is None or old.regex is None):
+            self._check_regex(key_id)
+
+    def replace_filter(self, subscriber: Subscriber, new: Filter) -> None:
+        """Account for a held subscriber's filter change (call before the hub applies it)."""
+        key_id = subscriber.key_id
+        held = subscriber in self._by_key.get(key_id, ())
+        self.check_filter(key_id, subscriber.filter if held else None, new)
+        if not held:
+            return
+        had, has = subscriber.filter.regex is not None, new.regex is not None
+        if has and not had:
+            self._regex[key_id] += 1
+        elif had and not has:
+            self._regex[key_id] -= 1
+            if self._regex[key_id] <= 0:
+                del self._regex[key_id]
+
+    def _check_regex(self, key_id: str) -> None:
+        if self._regex[key_id] >= self.max_regex_per_key:
+            raise TooManyRegexFilters(self.max_regex_per_key)
+
+    def regex_count(self, key_id: str) -> int:
+        return self._regex[key_id]
+
+    def key_ids(self) -> list[str]:
+        return list(self._by_key)
+
+    def subscribers(self, key_id: str) -> list[Subscriber]:
+        return list(self._by_key.get(key_id, ()))
 
 
 class Hub:
-    def __init__(self, codec: CursorCodec) -> None:
+    def __init__(self, codec: CursorCodec, budget: RegexBudget) -> None:
         self.codec = codec
+        self.budget = budget
         # Next offset to process per partition; set by the source when it starts.
         self.position: dict[int, int] = {}
         self._subscribers: set[Subscriber] = set()
@@ -115,7 +181,9 @@ class Hub:
 
     def publish(self, items: Sequence[SourceItem]) -> None:
         position = self.position
+        run = self.budget.run
         touched: dict[Subscriber, list[StreamRecord]] = {}
+        over_budget: Counter[Subscriber] = Counter()
         closed: list[Subscriber] = []
         for partition, offset, record in items:
             position[partition] = offset + 1
@@ -126,13 +194,16 @@ class Hub:
                 if not group:
                     continue
                 for subscriber in group:
-                    try:
-                        if not subscriber.filter.matches(record):
-                            continue
-                    except RegexTimeout as exc:
-                        subscriber.close(CloseReason("regex_timeout", str(exc)))
-                        closed.append(subscriber)
+                    filter_ = subscriber.filter
+                    if not filter_.matches_fields(record):
                         continue
+                    if filter_.regex is not None:
+                        matched = run(subscriber.key_id, filter_.matches_regex, record)
+                        if matched is None:
+                            over_budget[subscriber] += 1
+                            continue
+                        if not matched:
+                            continue
                     floor = subscriber.floor
                     if floor is None:
                         if not record.cursor:
@@ -147,6 +218,10 @@ class Hub:
             subscriber.offer(records)
             if subscriber.closed is not None:
                 closed.append(subscriber)
+        if over_budget:
+            for subscriber, count in over_budget.items():
+                subscriber.skip(count)
+            metrics.BUDGET_SKIPPED.inc(sum(over_budget.values()))
         for subscriber in closed:
             self.unregister(subscriber)
         if self._floored:

@@ -44,3 +44,12 @@ CLOSED = Counter(
     "Subscriptions ended by the server, by reason.",
     ["reason"],
 )
+BUDGET_SKIPPED = Counter(
+    "logriver_stream_regex_budget_skipped_total",
+    "Events a subscriber skipped because its API key had spent its regex budget.",
+)
+KEY_CHECKS = Counter(
+    "logriver_stream_key_checks_total",
+    "Rechecks of the API keys of open streams, by outcome.",
+    ["outcome"],
+)

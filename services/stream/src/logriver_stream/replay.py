@@ -66,38 +66,66 @@ async def resolve_start(
     *,
     resume: dict[int, int] | None,
     since: float | None,
+    oldest: float,
 ) -> dict[int, int]:
-    """The start position of a resume or since, checked against the topic's real offsets."""
+    """The start position of a resume or since, checked against the topic's real offsets.
+
+    A resume id is only positions, and anyone can write one, so every position
+    is checked: each partition must exist, each offset must lie between the
+    partition's log start and its end, and no offset may reach back past
+    ``oldest`` (now minus ``max_since_seconds``: a resume replays no further
+    than ``since`` could). Partitions the cursor does not name (added to the
+    topic after it was issued) start at ``oldest``, never at offset 0.
+    """
     begin = await consumer.beginning_offsets(partitions)
     end = await consumer.end_offsets(partitions)
     first = {tp.partition: int(begin[tp]) for tp in partitions}
     last = {tp.partition: int(end[tp]) for tp in partitions}
     if resume is not None:
+        if not resume:
+            raise ResumeError("invalid_resume", "the resume id names no partition")
         unknown = set(resume) - set(first)
         if unknown:
             raise ResumeError(
                 "invalid_resume", "the resume id names partitions this topic does not have"
             )
+        if any(offset < 0 for offset in resume.values()):
+            raise ResumeError("invalid_resume", "the resume id has a negative offset")
+        if any(offset > last[partition] for partition, offset in resume.items()):
+            raise ResumeError(
+                "invalid_resume",
+                "the resume id is ahead of the topic; it was not issued for this topic's data",
+            )
+        limit = await _offsets_at(consumer, partitions, oldest, last)
         start: dict[int, int] = {}
         for partition in first:
-            # A partition the cursor does not know was added after it was issued:
-            # all of its records are news to this client.
-            offset = resume.get(partition, first[partition])
-            if offset > last[partition]:
-                raise ResumeError(
-                    "invalid_resume",
-                    "the resume id is ahead of the topic; it was not issued for this topic's data",
-                )
+            offset = resume.get(partition)
+            if offset is None:
+                start[partition] = max(first[partition], limit[partition])
+                continue
             if offset < first[partition]:
                 raise ResumeError(
                     "resume_expired",
                     "the resume point is older than the topic's retention; events after it "
                     "were deleted. Reconnect without a resume id (or with since=...)",
                 )
+            if offset < limit[partition]:
+                raise ResumeError(
+                    "resume_expired",
+                    "the resume point is older than the replay limit (the `since` limit); "
+                    "reconnect without a resume id (or with since=...)",
+                )
             start[partition] = offset
         return start
     assert since is not None  # noqa: S101 - callers pass one of resume and since
-    found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in partitions})
+    return await _offsets_at(consumer, partitions, since, last)
+
+
+async def _offsets_at(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], at: float, last: dict[int, int]
+) -> dict[int, int]:
+    """Per partition, the first offset stamped at or after ``at`` (the end when none is)."""
+    found = await consumer.offsets_for_times({tp: int(at * 1000) for tp in partitions})
     return {
         tp.partition: (int(found[tp].offset) if found.get(tp) is not None else last[tp.partition])
         for tp in partitions

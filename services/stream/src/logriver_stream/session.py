@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from logriver_stream import metrics
 from logriver_stream.cursor import CursorCodec
-from logriver_stream.filters import RegexTimeout
+from logriver_stream.filters import RegexCompiler
 from logriver_stream.hub import Admission, Hub
 from logriver_stream.records import StreamRecord
 from logriver_stream.replay import replay, resolve_start
@@ -53,6 +53,7 @@ class StreamContext:
     codec: CursorCodec
     partitions: list[TopicPartition]
     replays: asyncio.Semaphore
+    regexes: RegexCompiler
 
 
 class Session:
@@ -79,7 +80,11 @@ class Session:
         await consumer.start()
         self._consumer = consumer  # stopped by close(), whatever happens next
         self._start = await resolve_start(
-            self._consumer, self._ctx.partitions, resume=resume, since=since
+            self._consumer,
+            self._ctx.partitions,
+            resume=resume,
+            since=since,
+            oldest=time.time() - self._ctx.settings.max_since_seconds,
         )
 
     async def close(self) -> None:
@@ -89,7 +94,7 @@ class Session:
         self._closed = True
         self._ctx.hub.unregister(self.subscriber)
         await self._release_replay()
-        self._ctx.admission.release(self.subscriber.key_id)
+        self._ctx.admission.release(self.subscriber)
 
     async def _release_replay(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -101,6 +106,10 @@ class Session:
 
     async def run(self, out: Outbound) -> None:
         ctx, sub = self._ctx, self.subscriber
+        if (ended := sub.closed) is not None:  # ended before it started (key revoked)
+            metrics.CLOSED.labels(ended.code).inc()
+            await out.end(ended)
+            return
         heartbeat = ctx.settings.heartbeat_seconds
         live_at = ctx.hub.register(sub)
         start = self._start
@@ -114,31 +123,49 @@ class Session:
         await out.open(last_id)
         next_beat = time.monotonic() + heartbeat
         if start is not None and self._consumer is not None:
-            try:
-                replayed = replay(
-                    self._consumer,
-                    ctx.codec,
-                    topic=ctx.settings.kafka.topic,
-                    start=start,
-                    stop=live_at,
-                    accept=lambda record: sub.filter.matches(record),
-                    max_records=ctx.settings.fetch_max_records,
-                )
-                async with aclosing(replayed) as batches:
-                    async for batch in batches:
-                        if sub.closed is not None:
-                            break
-                        if batch:
-                            await out.records(batch)
-                            self._observe(batch, live=False)
-                            metrics.REPLAYED.inc(len(batch))
-                            last_id = batch[-1].cursor
-                            next_beat = time.monotonic() + heartbeat
-                        elif time.monotonic() >= next_beat:
-                            await out.heartbeat(None)
-                            next_beat = time.monotonic() + heartbeat
-            except RegexTimeout as exc:
-                sub.close(CloseReason("regex_timeout", str(exc)))
+            skipped = 0
+
+            def accept(record: StreamRecord) -> bool:
+                # The same rule as live: only the regex is charged to the key's budget,
+                # and what it cannot afford is skipped and reported as dropped.
+                nonlocal skipped
+                filter_ = sub.filter
+                if not filter_.matches_fields(record):
+                    return False
+                if filter_.regex is None:
+                    return True
+                matched = ctx.hub.budget.run(sub.key_id, filter_.matches_regex, record)
+                if matched is None:
+                    skipped += 1
+                    return False
+                return matched
+
+            replayed = replay(
+                self._consumer,
+                ctx.codec,
+                topic=ctx.settings.kafka.topic,
+                start=start,
+                stop=live_at,
+                accept=accept,
+                max_records=ctx.settings.fetch_max_records,
+            )
+            async with aclosing(replayed) as batches:
+                async for batch in batches:
+                    if sub.closed is not None:
+                        break
+                    if skipped:
+                        metrics.BUDGET_SKIPPED.inc(skipped)
+                        await out.dropped(skipped)
+                        skipped = 0
+                    if batch:
+                        await out.records(batch)
+                        self._observe(batch, live=False)
+                        metrics.REPLAYED.inc(len(batch))
+                        last_id = batch[-1].cursor
+                        next_beat = time.monotonic() + heartbeat
+                    elif time.monotonic() >= next_beat:
+                        await out.heartbeat(None)
+                        next_beat = time.monotonic() + heartbeat
             await self._release_replay()
         while True:
             await sub.wait(max(0.0, next_beat - time.monotonic()))

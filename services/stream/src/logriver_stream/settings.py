@@ -54,9 +54,18 @@ class StreamSettings(ServiceSettings):
     max_concurrent_replays: int = Field(default=16, ge=1)
     max_since_seconds: int = Field(default=86_400, ge=1)
 
-    # User regexes: bounded length, and a per-event time budget (see filters.py).
+    # User regexes (RE2): bounded length, compile memory and program size (see
+    # filters.py), and a per-key cap and CPU budget (see budget.py).
     regex_max_length: int = Field(default=256, ge=1, le=4096)
-    regex_timeout_ms: float = Field(default=20.0, gt=0, le=1_000)
+    regex_max_mem: int = Field(default=1 << 20, ge=64 * 1024, le=64 << 20)
+    regex_max_program_size: int = Field(default=1_000, ge=10, le=100_000)
+    regex_max_per_key: int = Field(default=10, ge=1)
+    regex_budget_ms: float = Field(default=50.0, gt=0)
+    regex_budget_window_seconds: float = Field(default=1.0, gt=0, le=60)
+
+    # Revocation: how often the keys of open streams are rechecked in PostgreSQL.
+    # A revoked key's streams end within this (plus one query), well inside 5 s.
+    key_recheck_seconds: float = Field(default=2.0, gt=0, le=2.0)
 
     @model_validator(mode="after")
     def _queue_holds_a_fetch(self) -> StreamSettings:

@@ -90,6 +90,14 @@ class Subscriber:
         self._queue.extend(records)
         self._wakeup.set()
 
+    def skip(self, count: int) -> None:
+        """Count events this subscriber will not get (its key's regex budget was spent)."""
+        if self.closed is not None or count <= 0:
+            return
+        self._dropped += count
+        self.dropped_total += count
+        self._wakeup.set()
+
     def close(self, reason: CloseReason) -> None:
         if self.closed is None:
             self.closed = reason

@@ -15,9 +15,12 @@ Client → server::
     {"type": "resume", "id": "<cursor>"}     restart from a cursor; discard what came before
                                              the next "open"
 
-Close codes: 4400 bad filter/resume/message, 4401 unauthenticated, 4403 no
-``read`` scope, 4410 resume point expired, 4429 too many subscribers, 1013
-slow consumer, 1001 shutting down, 1011 server error.
+Close codes: 4400 bad filter/resume/message, 4401 unauthenticated or the key
+was revoked (``key_revoked``), 4403 no ``read`` scope, 4410 resume point
+expired, 4429 too many subscribers or regex filters, or the key's regex budget
+is spent, 1013 slow consumer, 1001 shutting down, 1011 server error. A filter
+change that is refused (bad filter, regex cap or budget) is an ``error``
+message only: the subscription goes on with its previous filter.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from logriver_common.web.errors import ApiError
 from logriver_stream.access import Principal, authenticate_headers
 from logriver_stream.filters import FilterError, FilterSpec, spec_from_json, spec_from_query
+from logriver_stream.hub import TooManyRegexFilters
 from logriver_stream.records import StreamRecord
 from logriver_stream.session import Session, StreamContext
 from logriver_stream.subscriber import CloseReason
@@ -46,11 +50,13 @@ CLOSE_CODES = {
     "invalid_filter": 4400,
     "invalid_resume": 4400,
     "bad_message": 4400,
-    "regex_timeout": 4400,
     "unauthorized": 4401,
+    "key_revoked": 4401,
     "forbidden": 4403,
     "resume_expired": 4410,
     "too_many_subscribers": 4429,
+    "too_many_regex_filters": 4429,
+    "regex_budget_exhausted": 4429,
     "slow_consumer": 1013,
     "shutting_down": 1001,
 }
@@ -109,6 +115,7 @@ class WsConnection:
         self._out = WsOutbound(websocket, timeout=ctx.settings.send_timeout_seconds)
         self._spec = FilterSpec()
         self._session: Session | None = None
+        self._principal: Principal | None = None
         self._resume_requests: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
 
     async def serve(self) -> None:
@@ -128,6 +135,7 @@ class WsConnection:
         except FilterError as exc:
             await self._out.fail("invalid_filter", exc.detail)
             return
+        self._principal = principal
         try:
             await self._run(principal, control.get("resume"), control.get("since"))
         finally:
@@ -201,10 +209,14 @@ class WsConnection:
         except orjson.JSONDecodeError:
             data = None
         kind = data.get("type") if isinstance(data, dict) else None
-        if kind == "filter" and isinstance(data, dict):
+        if kind == "filter" and isinstance(data, dict) and self._principal is not None:
             try:
                 spec = spec_from_json(data.get("filter", {}))
-                compiled = compile_filter(self._ctx, spec)
+                compiled = compile_filter(self._ctx, spec, self._principal.key_id)
+                if self._session is not None:
+                    self._ctx.admission.replace_filter(self._session.subscriber, compiled)
+                else:
+                    self._ctx.admission.check_filter(self._principal.key_id, None, compiled)
             except FilterError as exc:
                 await self._out.send_json(
                     {"type": "error", "error": "invalid_filter", "detail": exc.detail}
@@ -213,6 +225,11 @@ class WsConnection:
             except SubscribeError as exc:
                 await self._out.send_json(
                     {"type": "error", "error": exc.code, "detail": exc.detail}
+                )
+                return
+            except TooManyRegexFilters as exc:
+                await self._out.send_json(
+                    {"type": "error", "error": "too_many_regex_filters", "detail": str(exc)}
                 )
                 return
             self._spec = spec
