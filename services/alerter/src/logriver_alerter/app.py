@@ -12,6 +12,7 @@ import httpx
 from fastapi import FastAPI
 from pymongo.errors import PyMongoError
 
+from logriver_alerter.body_limit import BodyLimitMiddleware
 from logriver_alerter.consumer import AlertConsumer
 from logriver_alerter.delivery import Dispatcher
 from logriver_alerter.egress import EgressTransport
@@ -137,4 +138,5 @@ def create_app(settings: AlerterSettings | None = None) -> FastAPI:
         description="Alert rules, channels, alerts and silences.",
     )
     app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware)
     return app
