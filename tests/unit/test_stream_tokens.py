@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import orjson
 import pytest
 from pydantic import SecretStr
 
 from logriver_common.stream_tokens import (
     InvalidToken,
     StreamTokenSettings,
+    _b64,
+    _sign,
     issue_token,
     verify_token,
 )
@@ -44,3 +47,23 @@ def test_expired_tokens_are_rejected() -> None:
     token, _ = issue_token(StreamTokenSettings(secret=SecretStr("s1"), ttl_seconds=-1), "k", [])
     with pytest.raises(InvalidToken, match="expired"):
         verify_token(SETTINGS, token)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"key_id": "", "scopes": ["read"], "expires_at": 1e12},
+        {"key_id": "k" * 129, "scopes": ["read"], "expires_at": 1e12},
+        {"key_id": "k", "scopes": ["read"] * 9, "expires_at": 1e12},
+        {"key_id": "k", "scopes": ["r" * 33], "expires_at": 1e12},
+        {"key_id": 7, "scopes": ["read"], "expires_at": 1e12},
+        {"key_id": "k", "scopes": "read", "expires_at": 1e12},
+        {"key_id": "k", "scopes": ["read"], "expires_at": "never"},
+        ["not", "an", "object"],
+    ],
+)
+def test_well_signed_but_malformed_claims_are_rejected(claims: object) -> None:
+    # Only someone with the secret can sign; still, the claims are validated.
+    payload = _b64(orjson.dumps(claims))
+    with pytest.raises(InvalidToken, match="malformed token claims"):
+        verify_token(SETTINGS, f"{payload}.{_sign(SETTINGS.secret, payload)}")

@@ -6,6 +6,10 @@ console puts in the stream URL's query string. The token is
 ``<base64url(json claims)>.<base64url(HMAC-SHA256)>`` under a secret both
 services share (``LOGRIVER_STREAM_TOKEN_SECRET``); it expires in minutes, so a
 leaked URL is worth little.
+
+A token is tied to the API key it was issued for (``key_id``): the stream
+service honours it only while that key is active, so revoking the key also
+invalidates every token issued for it.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import base64
 import hashlib
 import hmac
 import time
+from typing import Annotated
 
 import orjson
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_SECRET = "logriver-local-stream-token-secret"  # noqa: S105 - local stack only
@@ -30,8 +35,8 @@ class StreamTokenSettings(BaseSettings):
 
 
 class StreamTokenClaims(BaseModel):
-    key_id: str
-    scopes: list[str]
+    key_id: str = Field(min_length=1, max_length=128)
+    scopes: list[Annotated[str, Field(max_length=32)]] = Field(max_length=8)
     expires_at: float
 
 
