@@ -21,7 +21,7 @@ Mapping (documented in docs/ingest.md, "OpenTelemetry (OTLP)"):
   the ones mapped above) → ``metadata.resource``; scope name, version and
   attributes → ``metadata.scope``. Keys are stored flat with ``.`` replaced by
   ``_`` (``http.method`` → ``http_method``), a leading ``$`` by ``_``, NUL
-  removed, cut to 128 characters; a record attribute named like one of the
+  removed, cut to 128 characters; NUL inside string values becomes U+FFFD; a record attribute named like one of the
   mapper's own keys (``resource``, ``scope``, ``body``, ...) gets a trailing ``_``;
 - ``trace_id``/``span_id`` bytes → lowercase hex; empty or all-zero → absent;
   a wrong length → absent (and counted as a warning);
@@ -122,7 +122,9 @@ def plain(value: AnyValue) -> Any:
     its nesting). Bytes become base64 (as in OTLP/JSON); non-finite doubles their names."""
     kind = value.WhichOneof("value")
     if kind == "string_value":
-        return value.string_value
+        text: str = value.string_value
+        # NUL is legal in protobuf strings, refused by the event rule: U+FFFD keeps the rest.
+        return text.replace("\x00", "\ufffd") if "\x00" in text else text
     if kind == "int_value":
         return value.int_value
     if kind == "bool_value":
@@ -136,6 +138,10 @@ def plain(value: AnyValue) -> Any:
     if kind == "kvlist_value":
         return {clean_key(kv.key): plain(kv.value) for kv in value.kvlist_value.values}
     return None
+
+
+def s(text: str) -> AnyValue:
+    return AnyValue(string_value=text)
 
 
 def _double(number: float) -> float | str:
@@ -218,6 +224,8 @@ class _Budget:
         self.size = limits.max_metadata_bytes - 2  # the outer braces
         self.dropped = 0
         self.flattened = 0
+        # Containers (metadata.resource, metadata.scope) need a second level.
+        self.nesting = limits.max_metadata_depth >= 2
 
     def admit(self, entry: _Entry) -> bool:
         if entry.keys > self.keys or entry.size > self.size:
@@ -288,14 +296,14 @@ def _resource(attributes: Any, limits: EventLimits) -> _Resource:
     if raw_service == service:
         skip.add(SERVICE_NAME)  # kept in metadata only when it had to be changed
     host = _string_attribute(attributes, HOST_NAME)
-    if host is not None and 0 < len(host) <= 255:
+    if host is not None and 0 < len(host) <= 255 and "\x00" not in host:
         skip.add(HOST_NAME)
     else:
         host = None
     env = None
     for name in ENV_NAMES:
         candidate = _string_attribute(attributes, name)
-        if candidate is not None and 0 < len(candidate) <= 64:
+        if candidate is not None and 0 < len(candidate) <= 64 and "\x00" not in candidate:
             env = candidate
             skip.add(name)
             break
@@ -308,9 +316,9 @@ def _resource(attributes: Any, limits: EventLimits) -> _Resource:
 def _scope(scope: Any, limits: EventLimits) -> _Scope:
     entries: list[_Entry] = []
     if scope.name:
-        entries.append(_entry("name", _Shaped(scope.name, 0, 0)))
+        entries.append(_entry("name", _Shaped(plain(s(scope.name)), 0, 0)))
     if scope.version:
-        entries.append(_entry("version", _Shaped(scope.version, 0, 0)))
+        entries.append(_entry("version", _Shaped(plain(s(scope.version)), 0, 0)))
     entries.extend(_entries(scope.attributes, 3, limits.max_metadata_depth, frozenset()))
     return _Scope(entries, hashlib.sha256(scope.SerializeToString(deterministic=True)).digest())
 
@@ -392,13 +400,15 @@ def map_record(
     if body_kind is not None and body_kind != "string_value":
         budget.fill(metadata, [_entry("body", shape(record.body, 2, limits.max_metadata_depth))])
     if not text_agrees:
-        budget.fill(metadata, [_entry("severity_text", _Shaped(record.severity_text, 0, 0))])
+        budget.fill(
+            metadata, [_entry("severity_text", _Shaped(plain(s(record.severity_text)), 0, 0))]
+        )
     if record.event_name:
-        budget.fill(metadata, [_entry("event_name", _Shaped(record.event_name, 0, 0))])
+        budget.fill(metadata, [_entry("event_name", _Shaped(plain(s(record.event_name)), 0, 0))])
     for name, entries in (("resource", resource.entries), ("scope", scope.entries)):
         if not entries:
             continue
-        if not budget.open(name):
+        if not budget.nesting or not budget.open(name):
             budget.dropped += len(entries)
             continue
         members: dict[str, Any] = {}
