@@ -10,6 +10,8 @@ render and validate the manifests with no network.
   CRD YAML, but the npm package ``@kubernetes-models/strimzi-kafka-operator``
   ships validators generated from those CRDs' schemas; the tests run them with
   node.
+- kubeconform and actionlint (``devstack.validators``): installed alongside, for
+  the same tests and for .github/workflows.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import shutil
 from pathlib import Path
 
-from devstack import paths
+from devstack import paths, validators
 from devstack.process import StackError, run
 
 MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
@@ -51,6 +53,7 @@ def install() -> None:
     _install_kustomize()
     _install_mongodb_crd()
     _install_strimzi_models()
+    validators.install()
 
 
 def _fresh(partial: Path) -> Path:
