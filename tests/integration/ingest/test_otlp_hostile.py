@@ -90,7 +90,8 @@ def assert_error_shape(resp: httpx.Response, status: int, error: str) -> None:
 def otlp_response(resp: httpx.Response) -> ExportLogsServiceResponse:
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"] == "application/x-protobuf"
-    return ExportLogsServiceResponse.FromString(resp.content)
+    answer: ExportLogsServiceResponse = ExportLogsServiceResponse.FromString(resp.content)
+    return answer
 
 
 @pytest.mark.parametrize(
