@@ -29,17 +29,27 @@ def free_port() -> int:
 class ServiceProcess:
     """One service (``ingest``, ``writer``, ...) started with ``python -m logriver_<name>``."""
 
-    def __init__(self, name: str, env: Mapping[str, str] | None = None, tag: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        env: Mapping[str, str] | None = None,
+        tag: str = "",
+        *,
+        args: tuple[str, ...] = (),
+        port_env: str | None = None,
+    ) -> None:
+        """``args`` pick a process of the service (``("relay",)``), ``port_env`` its port."""
         self.name = name
+        self.args = args
         self.port = free_port()
         # The gateway's OTLP/gRPC listener gets a free port too (4319 is the stack's).
         self.grpc_port = free_port() if name == "ingest" else 0
         grpc = {"LOGRIVER_INGEST_GRPC_PORT": str(self.grpc_port)} if self.grpc_port else {}
         self.env = {
             **os.environ,
-            f"LOGRIVER_{name.upper()}_PORT": str(self.port),
             **grpc,
             **(env or {}),
+            port_env or f"LOGRIVER_{name.upper()}_PORT": str(self.port),
         }
         OUTPUT_DIR.mkdir(exist_ok=True)
         self.log_path = OUTPUT_DIR / f"{name}-{tag or self.port}.log"
@@ -52,7 +62,7 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", f"logriver_{self.name}"],
+                [sys.executable, "-m", f"logriver_{self.name}", *self.args],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
+import pydantic_core
 from pydantic import ValidationError
 
 from logriver_common.event import DEFAULT_LIMITS, EventLimits, LogEvent
@@ -103,6 +104,17 @@ def classify_invalid(value: bytes, error: ValidationError) -> tuple[RejectReason
             "it as an operator or a path",
         )
     return RejectReason.INVALID_EVENT, summarize_errors(error)
+
+
+def parse_json(value: bytes) -> Any:
+    """JSON the way the decoder reads it (pydantic's jiter), for the door's own parsing.
+
+    One parser for the door and the decoder, so both see the same values: an
+    integer past 64 bits stays an integer (and is refused), where orjson would
+    quietly turn it into a float; NaN is refused, 1e400 is infinity (refused).
+    Raises ``ValueError`` for anything that is not JSON.
+    """
+    return pydantic_core.from_json(value, allow_inf_nan=False)
 
 
 def find_forbidden_key(value: object) -> str | None:

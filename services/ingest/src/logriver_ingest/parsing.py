@@ -13,8 +13,7 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from logriver_common.decoding import parse_json
 from logriver_common.web.errors import ApiError
 
 JSON_TYPES = frozenset({"application/json", ""})
@@ -151,9 +150,9 @@ def split_items(body: bytes, *, ndjson: bool, max_events: int) -> list[Any]:
     if ndjson:
         return _split_ndjson(body, max_events)
     try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+        value = parse_json(body)
+    except ValueError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid UTF-8 JSON: {exc}") from None
     if isinstance(value, dict):
         return [value]
     if not isinstance(value, list):
@@ -177,9 +176,9 @@ def _split_ndjson(body: bytes, max_events: int) -> list[Any]:
         if len(items) >= max_events:
             raise _too_many(f"more than {max_events}", max_events)
         try:
-            items.append(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            items.append(LineError(f"the line is not valid JSON: {exc}"))
+            items.append(parse_json(line))
+        except ValueError as exc:
+            items.append(LineError(f"the line is not valid UTF-8 JSON: {exc}"))
     if not items:
         raise ApiError(400, "empty_body", "the body holds no events")
     return items

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from opentelemetry import trace
@@ -39,7 +38,7 @@ from logriver_common.consumer_kit.dead_letters import Rejected, dlq_headers, dlq
 from logriver_common.consumer_kit.isolation import handle_each
 from logriver_common.consumer_kit.protocol import Consumer, Producer
 from logriver_common.consumer_kit.records import Record
-from logriver_common.decoding import RejectReason
+from logriver_common.decoding import RejectReason, parse_json
 from logriver_common.event import utcnow
 from logriver_common.ids import record_event_id
 from logriver_common.retention import RetentionPolicy
@@ -82,8 +81,8 @@ def admit(door: Door, record: Record, now: datetime) -> Admitted | Rejected:
         detail = f"record is {len(value)} bytes; at most {door.max_record_bytes}"
         return Rejected(record, RejectReason.TOO_LARGE, detail)
     try:
-        item = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
+        item = parse_json(value)
+    except ValueError as exc:
         return Rejected(record, RejectReason.NOT_JSON, f"value is not JSON (UTF-8): {exc}")
     if not isinstance(item, dict):
         detail = f"value is a JSON {type(item).__name__}, not an object"

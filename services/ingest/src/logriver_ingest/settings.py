@@ -131,7 +131,8 @@ class IngestSettings(ServiceSettings):
     )
     masked_metadata_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_MASKED_KEYS))
 
-    api_key_cache_ttl_s: float = Field(default=30.0, ge=0)
+    # No key is trusted from a cache for longer than 5 s (revocation takes effect within 5 s).
+    api_key_cache_ttl_s: float = Field(default=5.0, ge=0, le=5.0)
 
     # The relay (`python -m logriver_ingest relay`): raw topic -> the same door -> logs.v1.
     relay_port: int = Field(default=8005, ge=1, le=65535)
