@@ -45,7 +45,12 @@ def gateway(url: str | None) -> Iterator[str]:
         yield url
         return
     port = free_port()
-    env = {**os.environ, "LOGRIVER_INGEST_PORT": str(port), "LOGRIVER_OTEL_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "LOGRIVER_INGEST_PORT": str(port),
+        "LOGRIVER_INGEST_GRPC_PORT": "0",  # 4319 is the stack gateway's
+        "LOGRIVER_OTEL_ENABLED": "false",
+    }
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "logriver_ingest"], env=env, stdout=log, stderr=log

@@ -115,6 +115,7 @@ class Gateway:
         env = {
             **os.environ,
             "LOGRIVER_INGEST_PORT": str(self.port),
+            "LOGRIVER_INGEST_GRPC_PORT": "0",  # 4319 is the stack gateway's
             "LOGRIVER_KAFKA_TOPIC": topic,
             "LOGRIVER_LOG_LEVEL": "WARNING",
         }

@@ -29,7 +29,9 @@ class Service:
 
 
 SERVICES = [
-    Service("ingest", "logriver_ingest", 8000, "ingest gateway (POST /v1/logs)"),
+    Service(
+        "ingest", "logriver_ingest", 8000, "ingest gateway (POST /v1/logs; OTLP/gRPC on :4319)"
+    ),
     Service("query", "logriver_query", 8001, "query API and web console"),
     Service("stream", "logriver_stream", 8002, "live tail (SSE /v1/stream, WS /v1/ws)"),
     Service("alerter", "logriver_alerter", 8003, "alerter admin API"),
