@@ -230,7 +230,8 @@ async def assert_good_events_stored_once_masked_and_tailed(
     docs = await eventually(stored_all, within=60, what="good events stored")
     assert sorted(d["_id"] for d in docs) == sorted(f"{service}-good-{n}" for n in range(count))
     tailed = await tail.wait_logs(count)
-    assert sorted(e["id"] for e in tailed) == sorted(d["_id"] for d in docs)
+    # The tail is at-least-once: a producer's retry is tailed twice, stored once.
+    assert {e["id"] for e in tailed} == {d["_id"] for d in docs}
     # Nothing but the good events reached the live tail: the poison was skipped, not tailed.
     assert all("poison" not in e["message"] for e in tailed)
     for text in (orjson.dumps(docs, default=str), orjson.dumps(tailed)):
