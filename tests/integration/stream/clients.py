@@ -60,6 +60,20 @@ class EventProducer:
             )
         await asyncio.gather(*futures)
 
+    async def send_at(
+        self, events: list[dict[str, Any]], *, partition: int, timestamp_ms: int
+    ) -> None:
+        """Produce to one partition with a chosen Kafka timestamp (to make old records)."""
+        futures = []
+        for item in events:
+            body = {"received_at": datetime.now(UTC).isoformat(), **item}
+            futures.append(
+                await self._producer.send(
+                    self.topic, orjson.dumps(body), partition=partition, timestamp_ms=timestamp_ms
+                )
+            )
+        await asyncio.gather(*futures)
+
     async def send_raw(self, value: bytes, key: bytes = b"raw") -> None:
         await self._producer.send_and_wait(self.topic, value, key=key)
 
