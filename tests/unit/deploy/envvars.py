@@ -53,6 +53,9 @@ CONTRACT_SETTINGS: dict[str, tuple[type[BaseSettings], ...]] = {
     "stream": (StreamTokenSettings,),
 }
 
+# Secrets needed only in some configurations: Kafka's SASL password only with a
+# SASL_* security protocol (the Kubernetes manifests set it; Compose is PLAINTEXT).
+OPTIONAL_SECRETS = ("LOGRIVER_KAFKA_SASL_PASSWORD",)
 CONNECTION_SUFFIXES = ("_BOOTSTRAP_SERVERS", "_URI", "_URL", "_DSN", "_ENDPOINT", "_DATABASE")
 TOPIC_NAMES = ("LOGRIVER_KAFKA_TOPIC", "LOGRIVER_KAFKA_RAW_TOPIC", "LOGRIVER_KAFKA_DLQ_TOPIC")
 
@@ -140,7 +143,7 @@ def required(service: str) -> set[str]:
             name == "LOGRIVER_MODE"
             or name in (f"{own}HOST", f"{own}PORT")
             or name in TOPIC_NAMES
-            or var.secret
+            or (var.secret and name not in OPTIONAL_SECRETS)
             or name.endswith(CONNECTION_SUFFIXES)
         ):
             names.add(name)

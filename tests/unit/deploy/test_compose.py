@@ -25,6 +25,8 @@ INFRA_IMAGES = {
     "jaeger": "jaegertracing/jaeger:2.13.0",
 }
 INIT_JOBS = {"kafka-init", "mongo-init"}
+# Compose services that run a logriver image -> the service whose settings they read.
+APPS = {**{s: s for s in envvars.SERVICES}, "relay": "ingest"}
 
 
 def _schema_errors(document: dict[str, Any]) -> list[str]:
@@ -51,11 +53,12 @@ def test_schema_validation_catches_mistakes(compose: dict[str, Any]) -> None:
 
 def test_images_match_the_local_stack(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == set(INFRA_IMAGES) | set(envvars.SERVICES)
+    assert set(services) == set(INFRA_IMAGES) | set(APPS)
     for name, image in INFRA_IMAGES.items():
         assert services[name]["image"] == image, name
-    for name in envvars.SERVICES:
-        build = services[name]["build"]
+    for app, name in APPS.items():
+        assert services[app]["image"] == f"logriver-{name}:local"
+        build = services[app]["build"]
         assert build["context"] == "."
         assert build["dockerfile"] == "Dockerfile"
         assert (ROOT / build["context"] / build["dockerfile"]).is_file()
@@ -92,10 +95,10 @@ def test_dependencies_wait_for_health_or_completion(compose: dict[str, Any]) -> 
         "LOGRIVER_POSTGRES_DSN": "postgres",
         "LOGRIVER_OTEL_ENDPOINT": "jaeger",
     }
-    for name in envvars.SERVICES:
+    for app, name in APPS.items():
         reads = envvars.readable_names(name)
         expected_deps = {dep for var, dep in needs.items() if var in reads}
-        assert set(services[name]["depends_on"]) == expected_deps, name
+        assert set(services[app]["depends_on"]) == expected_deps, app
     assert set(services["mongo-init"]["depends_on"]) == {"mongo1", "mongo2", "mongo3"}
     # `docker compose up --wait` accepts a one-shot job's exit only when a
     # long-running service waits for it to complete (README quick start).
@@ -115,11 +118,12 @@ def test_data_lives_in_named_volumes_and_every_container_is_limited(
         "mongo2": "/data/db",
         "mongo3": "/data/db",
         "postgres": "/var/lib/postgresql/data",
+        "jaeger": "/badger",
     }
     used: set[str] = set()
     for name, path in data_paths.items():
         mounts = [m.split(":") for m in compose["services"][name]["volumes"]]
-        named = [src for src, dst, *_ in mounts if dst == path]
+        named = [src for src, dst, *_ in mounts if dst == path and not src.startswith(".")]
         assert named, f"{name}: nothing mounted at {path}"
         assert named[0] in declared, f"{name}: {path} is not a named volume"
         used.add(named[0])
@@ -139,7 +143,11 @@ def test_kafka_matches_the_local_stack(compose: dict[str, Any]) -> None:
     assert env["KAFKA_LOG_RETENTION_HOURS"] == 168
     script = compose["services"]["kafka-init"]["command"][0]
     created = dict(re.findall(r"--topic (\S+) --partitions (\d+)", script))
-    assert created == {"logs.v1": "6", "logs.v1.dlq": "1"}
+    assert created == {"logs.v1": "6", "logs.v1.dlq": "1", "logs.raw.v1": "6"}
+    for app in APPS:
+        env = compose["services"][app]["environment"]
+        if "LOGRIVER_KAFKA_BOOTSTRAP_SERVERS" in env:
+            assert env["LOGRIVER_KAFKA_RAW_TOPIC"] == "logs.raw.v1", app
 
 
 def test_mongo_is_a_three_member_replica_set(compose: dict[str, Any]) -> None:
@@ -152,21 +160,30 @@ def test_mongo_is_a_three_member_replica_set(compose: dict[str, Any]) -> None:
     assert uri == "mongodb://mongo1:27017,mongo2:27017,mongo3:27017/?replicaSet=rs0"
 
 
-@pytest.mark.parametrize("service", envvars.SERVICES)
+@pytest.mark.parametrize("app", APPS)
 def test_service_environment_matches_what_the_code_reads(
-    compose: dict[str, Any], service: str, monkeypatch: pytest.MonkeyPatch
+    compose: dict[str, Any], app: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = compose["services"][service]["environment"]
+    service = APPS[app]
+    env = compose["services"][app]["environment"]
     assert isinstance(env, dict)
     missing = envvars.required(service) - set(env)
-    assert not missing, f"{service} reads but compose does not set: {sorted(missing)}"
+    if app == "relay":
+        missing.discard("LOGRIVER_INGEST_PORT")  # the gateway's port; the relay binds RELAY_PORT
+    assert not missing, f"{app} reads but compose does not set: {sorted(missing)}"
     unread = set(env) - envvars.readable_names(service)
     assert not unread, f"{service} does not read (typo?): {sorted(unread)}"
     prefix = f"LOGRIVER_{service.upper()}_"
     assert env[f"{prefix}HOST"] == "0.0.0.0"
-    port = str(envvars.PORTS[service])
-    assert env[f"{prefix}PORT"] == port
-    assert compose["services"][service]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    if app == "relay":
+        port = str(envvars.RELAY_PORT)
+        assert env[f"{prefix}RELAY_PORT"] == port
+        assert compose["services"][app]["command"] == ["python", "-m", "logriver_ingest", "relay"]
+        assert f":{port}/healthz" in " ".join(compose["services"][app]["healthcheck"]["test"])
+    else:
+        port = str(envvars.PORTS[service])
+        assert env[f"{prefix}PORT"] == port
+    assert compose["services"][app]["ports"] == [f"127.0.0.1:{port}:{port}"]
     # Connections point at the compose services, never at the local stack's loopback.
     for name, value in env.items():
         if name in envvars.required(service) and name.endswith(envvars.CONNECTION_SUFFIXES):
@@ -181,4 +198,5 @@ def test_service_environment_matches_what_the_code_reads(
     for key, value in resolved.items():
         monkeypatch.setenv(key, value)
     settings = settings_cls()
-    assert getattr(settings, "port", None) == int(port)
+    port_field = "relay_port" if app == "relay" else "port"
+    assert getattr(settings, port_field, None) == int(port)
