@@ -43,8 +43,62 @@ HOSTILE = [
     "/v1/stats/services?since=-5m",
 ]
 
+# Issue 13: each of these answered 500 (datetime overflow, a non-ASCII cursor) or
+# reached past a check; every one is now a 400 that never reaches MongoDB.
+YEAR_ONE = "0001-01-01T00:00:00%2B01:00"
+OVERFLOW = [
+    f"/v1/logs?since={YEAR_ONE}",
+    f"/v1/logs?until={YEAR_ONE}",
+    "/v1/logs?until=0001-01-01T00:00:00Z",
+    "/v1/logs?since=9999-12-31T23:00:00Z&until=9999-12-31T23:59:59-01:00",
+    *(
+        f"/v1/stats/{name}?since={YEAR_ONE}"
+        for name in ("errors", "histogram", "services", "top-messages")
+    ),
+    *(
+        f"/v1/stats/{name}?until=0001-01-01T00:30:00Z"
+        for name in ("errors", "histogram", "services", "top-messages")
+    ),
+    "/v1/stats/histogram?since=0001-01-01T00:00:00Z&until=0001-01-02T00:00:00Z&bucket=1w",
+    "/v1/stats/histogram?since=0001-01-01T00:00:00Z&until=0001-01-02T00:00:00Z&bucket=9999999w",
+    "/v1/logs?since=2026-01-01T00:00:00%00Z",
+    "/v1/logs?since=" + "9" * 3000,
+    "/v1/logs?host=a%00b",
+    "/v1/logs?env=" + "e" * 300,
+    "/v1/logs?service=a%00b",
+    "/v1/logs?level=ERROR%00",
+    "/v1/logs?trace_id=4bf92f3577b34da6a3ce929d0e0e473%00",
+    "/v1/logs?q=a%00b",
+    "/v1/logs?meta.a%00b=1",
+    "/v1/logs?meta.x=" + "v" * 300,
+    "/v1/logs?meta.%24gt=1",
+    "/v1/logs?meta[%24gt]=1",
+    "/v1/logs?" + "&".join(f"meta.k{i}=1" for i in range(11)),
+    "/v1/logs?limit=99999999999999999999999",
+    "/v1/logs?limit=-9223372036854775809",
+    "/v1/logs?limit=1e3",
+    "/v1/logs?limit=",
+    "/v1/logs?limit=1&limit=2",
+    "/v1/logs?order=asc&order=desc",
+    "/v1/logs?consistent=true&consistent=false",
+    "/v1/logs?cursor=%C3%A9.%C3%A9",
+    "/v1/logs?cursor=a.b",
+    "/v1/logs?cursor=.",
+    "/v1/logs?cursor=%00.%00",
+    "/v1/logs?cursor=x&cursor=y",
+    "/v1/stats/top-messages?limit=9223372036854775808",
+    "/v1/stats/histogram?bucket=auto&bucket=5m",
+    "/v1/stats/histogram?group_by=LEVEL",
+    "/v1/logs/%C3%A9",
+    "/v1/logs/a%00b",
+    "/v1/logs/" + "a" * 65,
+    "/v1/logs/evt-1?consistent=sometimes",
+    "/v1/traces/" + "z" * 32,
+    "/v1/traces/4bf92f3577b34da6a3ce929d0e0e4736?x=1",
+]
 
-@pytest.mark.parametrize("url", HOSTILE)
+
+@pytest.mark.parametrize("url", HOSTILE + OVERFLOW)
 async def test_hostile_requests_are_4xx_and_never_query(query: QueryApp, url: str) -> None:
     before = len(query.commands.reads)
     resp = await query.http.get(url)
@@ -52,6 +106,38 @@ async def test_hostile_requests_are_4xx_and_never_query(query: QueryApp, url: st
     body = resp.json()
     assert set(body) == {"error", "detail", "request_id"}
     assert len(query.commands.reads) == before, "a rejected request reached the database"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/logs?since=0001-01-01T00:00:00Z&until=0001-01-02T00:00:00Z",
+        "/v1/logs?until=9999-12-31T23:59:59.999999Z",
+        "/v1/stats/histogram?since=0001-01-01T00:00:00Z&until=0001-01-02T00:00:00Z&bucket=1h",
+        "/v1/stats/histogram?until=9999-12-31T23:59:59Z&bucket=9999999w",
+        "/v1/stats/errors?since=0001-01-01T00:00:00-01:00&until=0001-01-01T05:00:00Z",
+        "/v1/stats/services?until=9999-12-31T23:59:59Z",
+        "/v1/stats/top-messages?until=9999-12-31T23:59:59Z&level=ERROR",
+    ],
+)
+async def test_extreme_but_valid_windows_answer_empty(query: QueryApp, url: str) -> None:
+    resp = await query.http.get(url)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body.get("events", []) == []
+    assert body.get("total", 0) == 0
+
+
+async def test_operator_and_nul_metadata_values_are_literals(
+    query: QueryApp, dataset: DataSet
+) -> None:
+    """A value that looks like an operator matches only itself: nothing, not everything."""
+    for value in ['{"$gt": ""}', "$where", "a\x00b", "99999999999999999999"]:
+        resp = await query.http.get("/v1/logs", params={**dataset.params, "meta.order": value})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["events"] == [], value
+    resp = await query.http.get("/v1/logs", params={**dataset.params, "meta.order": "A-1"})
+    assert resp.json()["events"], "the same filter with a real value matches"
 
 
 async def test_bad_cursors(query: QueryApp, dataset: DataSet) -> None:

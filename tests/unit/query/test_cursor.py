@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -71,3 +75,41 @@ def test_production_refuses_the_local_cursor_secret(monkeypatch: pytest.MonkeyPa
         QuerySettings()
     monkeypatch.setenv("LOGRIVER_QUERY_CURSOR_SECRET", "a-real-secret")
     assert QuerySettings().cursor_secret.get_secret_value() != LOCAL_CURSOR_SECRET
+
+
+def _signed(values: object) -> str:
+    """A cursor signed with the secret, as someone who leaked it could make."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    payload = b64(json.dumps(values).encode())
+    mac = hmac.new(SECRET.get_secret_value().encode(), payload.encode(), hashlib.sha256)
+    return f"{payload}.{b64(mac.digest())}"
+
+
+def test_the_test_signature_is_the_real_one() -> None:
+    token = _signed([1, 5, "evt-1", "desc", "f" * 32, 0, 10])
+    assert cursor.decode(token, SECRET, filter_hash="f" * 32, order="desc").timestamp_ms == 5
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "é.é",
+        "abc.\u00ff\u00ff",
+        "\x00.\x00",
+        ".",
+        "a.b",
+        # Signed (a leaked secret), but positions outside any datetime.
+        _signed([1, 10**18, "evt-1", "desc", "f" * 32, 0, 1]),
+        _signed([1, 0, "evt-1", "desc", "f" * 32, -(10**17), 1]),
+        _signed([1, 0, "evt-1", "desc", "f" * 32, 0, 10**30]),
+        _signed([1, 0, "$where", "desc", "f" * 32, 0, 1]),
+        _signed([1, 0.5, "evt-1", "desc", "f" * 32, 0, 1]),
+        _signed({"v": 1}),
+    ],
+)
+def test_hostile_cursors_are_invalid_not_errors(token: str) -> None:
+    with pytest.raises(cursor.InvalidCursor):
+        cursor.decode(token, SECRET, filter_hash="f" * 32, order="desc")

@@ -11,9 +11,9 @@ either step, is ``400`` in the one error shape.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from logriver_query.filters import MAX_META_FILTERS, MAX_SERVICES, MAX_VALUE_LENGTH
 
@@ -27,6 +27,21 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+# RFC 3339 or relative; declared as such so fuzzers try real (and extreme) datetimes.
+TimeBound = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=1024),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "pattern": r"^(now|[0-9]{1,7}[smhdw])$"},
+            ]
+        }
+    ),
+]
+
+
 class ConsistentParam(_Params):
     consistent: bool = Field(
         default=False,
@@ -36,19 +51,17 @@ class ConsistentParam(_Params):
 
 
 class WindowParams(ConsistentParam):
-    since: str | None = Field(
+    since: TimeBound | None = Field(
         default=None,
-        max_length=1024,
         description="Start of the half-open window `[since, until)`: RFC 3339 "
         "(`2026-01-02T15:04:05Z`, an offset or none for UTC), `now`, or relative "
         "(`15m`, `2h`, `7d`, `1w`). Default: `until` minus one hour.",
         examples=["15m", "2026-01-02T15:04:05Z"],
     )
-    until: str | None = Field(
+    until: TimeBound | None = Field(
         default=None,
-        max_length=1024,
         description="End of the window (exclusive), in the same forms as `since`. Default: now.",
-        examples=["now", "2026-01-02T16:04:05+01:00"],
+        examples=["now", "2026-01-02T17:04:05+01:00"],
     )
     service: list[str] = Field(
         default_factory=list,

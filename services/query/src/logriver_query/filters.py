@@ -286,30 +286,3 @@ def parse_filter(
         until_raw=until_raw,
         window=window,
     )
-
-
-def parse_order(params: Params) -> Order:
-    value = single(params, "order") or "desc"
-    if value not in ("desc", "asc"):
-        raise bad_request("`order` is `desc` (newest first) or `asc`")
-    return "asc" if value == "asc" else "desc"
-
-
-def parse_int(params: Params, name: str, default: int, low: int, high: int) -> int:
-    value = single(params, name)
-    if value is None:
-        return default
-    if not INT.match(value) or not low <= int(value) <= high:
-        raise bad_request(f"`{name}` must be an integer from {low} to {high}")
-    return int(value)
-
-
-def parse_bool(params: Params, name: str) -> bool:
-    value = single(params, name)
-    if value is None:
-        return False
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise bad_request(f"`{name}` is true or false")
