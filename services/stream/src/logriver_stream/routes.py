@@ -39,7 +39,10 @@ def _context(request: Request | WebSocket) -> StreamContext:
         400: {"description": "invalid_filter or invalid_resume"},
         401: {"description": "no or bad API key / token"},
         403: {"description": "the key lacks `read`"},
-        429: {"description": "too many subscribers for the key or the instance"},
+        429: {
+            "description": "too_many_subscribers (key or instance), too_many_regex_filters, "
+            "or regex_budget_exhausted"
+        },
     },
 )
 async def stream(request: Request) -> Response:
@@ -73,7 +76,10 @@ async def stream(request: Request) -> Response:
                 send_timeout=ctx.settings.send_timeout_seconds,
                 final=(exc.code, exc.detail),
             )
-        headers = {"Retry-After": "5"} if exc.status == 429 else None
+        headers = None
+        if exc.status == 429:
+            # A regex budget refills every window; subscriber slots free up as clients leave.
+            headers = {"Retry-After": "1" if exc.code == "regex_budget_exhausted" else "5"}
         raise ApiError(exc.status, exc.code, exc.detail, headers=headers) from None
     return EventStreamResponse(
         session, retry_ms=ctx.settings.retry_ms, send_timeout=ctx.settings.send_timeout_seconds
