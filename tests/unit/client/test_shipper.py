@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -405,3 +406,102 @@ def test_a_large_backlog_is_read_in_bounded_steps(
     assert 0 < first_poll < 100  # about 1 KiB of ~18-byte lines
     ship_until(shipper, shipped_all(sink, backlog))
     exactly_once(sink, backlog)
+
+
+def test_event_times_come_from_the_lines_and_multiline_records_take_the_first(
+    tmp_path: Path, sink: MemorySink, make_shipper: Callable[..., Shipper]
+) -> None:
+    log = tmp_path / "app.log"
+    write(
+        log,
+        [
+            "2026-01-01 10:00:00,250 ERROR failed",
+            "Traceback (most recent call last):",
+            "2026-01-01 10:00:05 ERROR next",
+            json.dumps({"msg": "json", "ts": 1767261600}),
+            json.dumps({"msg": "bad json time", "ts": "soon"}),
+            "no stamp INFO here",
+            "9999-12-31 23:59:59 ERROR absurd",
+        ],
+    )
+    status = tmp_path / "status.json"
+    shipper = make_shipper(
+        sink, multiline_start=r"^(\d{4}-|\{|no |9999)", status_file=status, progress_interval=0.01
+    )
+    ship_until(shipper, lambda: len(sink.events) == 6)
+    ship_until(shipper, lambda: json.loads(status.read_text())["time_parsed"] == 3)
+    by_message = {e["message"].split("\n")[0]: e for e in sink.events}
+    assert by_message["2026-01-01 10:00:00,250 ERROR failed"]["timestamp"] == (
+        "2026-01-01T10:00:00.250000+00:00"
+    )
+    assert by_message["2026-01-01 10:00:05 ERROR next"]["timestamp"] == "2026-01-01T10:00:05+00:00"
+    assert by_message["json"]["timestamp"] == "2026-01-01T10:00:00+00:00"
+    # No usable time: no timestamp is sent, and the gateway uses its receive time.
+    for message in ("bad json time", "no stamp INFO here", "9999-12-31 23:59:59 ERROR absurd"):
+        assert "timestamp" not in by_message[message]
+    assert by_message["bad json time"]["metadata"]["ts"] == "soon"
+    body = json.loads(status.read_text())
+    assert (body["time_parsed"], body["time_missing"], body["time_invalid"]) == (3, 1, 2)
+    assert "3 from the line, 1 missing, 2 invalid" in shipper.progress.line()
+
+
+def test_the_time_options_reach_the_parser(
+    tmp_path: Path, sink: MemorySink, make_shipper: Callable[..., Shipper]
+) -> None:
+    write(tmp_path / "app.log", ["01/03/2026 10:20 x", json.dumps({"when": "2026-03-01T10:00:00"})])
+    shipper = make_shipper(
+        sink,
+        time_fields=("when",),
+        time_format="%d/%m/%Y %H:%M",
+        timezone=ZoneInfo("Europe/Berlin"),
+    )
+    ship_until(shipper, lambda: len(sink.events) == 2)
+    assert [e["timestamp"] for e in sink.events] == [
+        "2026-03-01T09:20:00+00:00",
+        "2026-03-01T09:00:00+00:00",
+    ]
+
+
+def test_a_resent_batch_carries_the_same_times(
+    tmp_path: Path, sink: MemorySink, make_shipper: Callable[..., Shipper]
+) -> None:
+    write(tmp_path / "app.log", ["plain line without a stamp", "2026-01-01T00:00:00Z with one"])
+    sink.fail_next = 1
+    shipper = make_shipper(sink)
+    shipper.poll_once()
+    attempted = sink.events_attempted
+    ship_until(shipper, lambda: len(sink.events) == 2)
+    assert sink.events == attempted  # encoded once when read: same ids, same times
+    assert shipper.times.counts == {"parsed": 1, "missing": 1, "invalid": 0}
+
+
+def test_hostile_files_never_stop_the_shipper_and_every_event_is_acceptable(
+    tmp_path: Path, sink: MemorySink, make_shipper: Callable[..., Shipper]
+) -> None:
+    log = tmp_path / "app.log"
+    hostile = [
+        b"x" * (10 * 1024 * 1024),  # a 10 MB line: cut into 256 KiB records
+        b"\xff\xfe\xc3\x28 invalid UTF-8 2026-01-01",
+        b"2026-01-01T10:00:00Z \xc3\x28 stamp then invalid UTF-8",
+        b"nul \x00 in the middle",
+        b'{"msg": "lone \\ud800 surrogate", "ts": "2026-01-01T10:00:00Z", "host": "h\\u0000"}',
+        b'{"msg": "nul \\u0000 inside", "k\\u0000": "v\\u0000", "big": ' + b"9" * 30 + b"}",
+        b"{" * 50_000,
+        b'{"ts": ' + b"[" * 50_000 + b"}",
+        b"0000-00-00 00:00:00 year zero",
+        b"garbage \x1b[31m terminal escapes \x07",
+        b"last line",
+    ]
+    log.write_bytes(b"\n".join(hostile) + b"\n")
+    shipper = make_shipper(sink, batch_size=500)
+    ship_until(shipper, lambda: any(e["message"] == "last line" for e in sink.events), within=60)
+    assert len(sink.events) == 40 + len(hostile) - 1
+    for raw in sink.events:
+        LogEvent.model_validate(raw)  # what the gateway checks: none would be refused
+    stamped = [e for e in sink.events if "timestamp" in e]
+    assert {e["timestamp"] for e in stamped} == {"2026-01-01T10:00:00+00:00"}
+    assert len(stamped) == 2
+    counts = shipper.times.counts
+    assert counts["parsed"] == 2
+    assert counts["invalid"] == 1  # year zero
+    assert sum(counts.values()) == len(sink.events)

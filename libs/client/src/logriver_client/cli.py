@@ -9,11 +9,13 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import tzinfo
 from pathlib import Path
 from types import FrameType
 
 from logriver_client.retry import RetryPolicy
 from logriver_client.shipper.ship import Shipper, ShipperConfig
+from logriver_client.shipper.timestamps import DEFAULT_JSON_FIELDS, check_format, parse_timezone
 from logriver_client.transport import FatalAuthError, HttpTransport
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -52,6 +54,38 @@ def _parser() -> argparse.ArgumentParser:
     )
     ship.add_argument("--multiline-timeout", type=float, default=1.0)
     ship.add_argument("--no-json", action="store_true", help="do not parse JSON lines")
+    times = ship.add_argument_group(
+        "event time",
+        "Each event's time is read from its line (a multi-line record: its first line). "
+        "A line without a usable time (none, unparseable, before 1970 or in the future) "
+        "gets the gateway's receive time, and is counted in the progress.",
+    )
+    times.add_argument(
+        "--time-field",
+        action="append",
+        metavar="NAME",
+        help="JSON field holding the time, repeatable; the first present usable one wins "
+        f"(default: {', '.join(DEFAULT_JSON_FIELDS)}); RFC 3339 or epoch s/ms/us/ns",
+    )
+    times.add_argument(
+        "--time-format",
+        default="auto",
+        type=_time_format,
+        metavar="FORMAT",
+        help="the timestamp at the start of a plain line: auto (ISO 8601 / RFC 3339, "
+        "'%%Y-%%m-%%d %%H:%%M:%%S[,.]fff', syslog '%%b %%d %%H:%%M:%%S', 10-digit epoch "
+        "seconds or 13-digit millis), iso8601 (= rfc3339), syslog, epoch, epoch_ms, none "
+        "(always receive time), or a strptime format such as '%%d/%%b/%%Y:%%H:%%M:%%S'. "
+        "Without a year, the most recent year that is not in the future is taken.",
+    )
+    times.add_argument(
+        "--timezone",
+        default="UTC",
+        type=_timezone,
+        metavar="TZ",
+        help="zone of stamps without an offset: UTC (default), local, an IANA name "
+        "(Europe/Berlin) or +HH:MM",
+    )
     ship.add_argument("--batch-size", type=int, default=500)
     ship.add_argument("--batch-wait", type=float, default=1.0, help="seconds a batch may wait")
     ship.add_argument("--poll-interval", type=float, default=0.25)
@@ -73,6 +107,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _time_format(value: str) -> str:
+    try:
+        return check_format(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _timezone(value: str) -> tzinfo | None:
+    try:
+        return parse_timezone(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def ship(args: argparse.Namespace) -> int:
     config = ShipperConfig(
         patterns=args.paths,
@@ -82,6 +130,9 @@ def ship(args: argparse.Namespace) -> int:
         multiline_start=args.multiline_start,
         multiline_timeout=args.multiline_timeout,
         parse_json=not args.no_json,
+        time_fields=tuple(args.time_field or DEFAULT_JSON_FIELDS),
+        time_format=args.time_format,
+        timezone=args.timezone,
         batch_size=args.batch_size,
         batch_wait=args.batch_wait,
         poll_interval=args.poll_interval,

@@ -3,9 +3,10 @@
 Direct producers write ``logs.raw.v1``; logriver's relay applies the gateway's
 validation, normalisation and redaction and publishes to ``logs.v1``, which only
 logriver writes (in Kubernetes, ACLs enforce it). Same JSON as the gateway
-takes, keyed by service so one service's events keep their order on one partition. Needs the ``kafka`` extra (aiokafka). The
-producer lives on a private event loop owned by the sender thread, so the
-app's own loop (if any) is never involved.
+takes, keyed by service so one service's events keep their order on one
+partition. Needs the ``kafka`` extra (aiokafka). The producer lives on a
+private event loop owned by the sender thread, so the app's own loop (if any)
+is never involved.
 """
 
 from __future__ import annotations

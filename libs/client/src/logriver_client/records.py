@@ -25,6 +25,9 @@ MAX_METADATA_BYTES = 16 * 1024
 MAX_KEY_CHARS = 128
 MAX_STRING_VALUE_CHARS = 4096
 TRUNCATED = "…[truncated]"
+# The gateway refuses NUL in any text and integers MongoDB cannot store (signed 64-bit).
+NUL_REPLACEMENT = "\ufffd"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 _SERVICE_RE = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 _SERVICE_BAD_CHARS = re.compile(r"[^A-Za-z0-9._\-]")
@@ -91,7 +94,9 @@ def coerce_service(service: str) -> str:
 
 
 def cap_utf8(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
-    """Truncate ``text`` to at most ``limit`` bytes of UTF-8, marking the cut."""
+    """Truncate ``text`` to at most ``limit`` bytes of UTF-8, marking the cut; NUL, which
+    the gateway refuses, becomes U+FFFD."""
+    text = no_nul(text)
     if len(text) * 4 <= limit:  # cannot exceed the cap: skip encoding
         return text
     data = text.encode("utf-8", "surrogatepass")
@@ -99,6 +104,10 @@ def cap_utf8(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
         return text
     keep = limit - len(TRUNCATED.encode())
     return data[:keep].decode("utf-8", "ignore") + TRUNCATED
+
+
+def no_nul(text: str) -> str:
+    return text.replace("\x00", NUL_REPLACEMENT) if "\x00" in text else text
 
 
 def sanitize_key(key: object) -> str:
@@ -115,16 +124,23 @@ class _KeyBudget:
 
 
 def _leaf(value: object) -> Any:
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        if INT64_MIN <= value <= INT64_MAX:
+            return value
+        try:
+            return str(value)[:MAX_STRING_VALUE_CHARS]  # too wide for MongoDB: kept as text
+        except ValueError:  # more digits than Python converts
+            return f"<integer of {value.bit_length()} bits>"
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
-        return value if len(value) <= MAX_STRING_VALUE_CHARS else value[:MAX_STRING_VALUE_CHARS]
+        return no_nul(value[:MAX_STRING_VALUE_CHARS])
     if isinstance(value, datetime | date):
         return value.isoformat()
     text = repr(value) if isinstance(value, bytes) else str(value)
-    return text[:MAX_STRING_VALUE_CHARS]
+    return no_nul(text[:MAX_STRING_VALUE_CHARS])
 
 
 def _sanitize(value: object, depth: int, budget: _KeyBudget) -> Any:
@@ -248,10 +264,11 @@ def record_to_event(
 
 
 def encode_event(event: Mapping[str, Any]) -> bytes:
-    """Compact JSON; anything JSON cannot represent becomes its ``str``."""
+    """Compact JSON; anything JSON cannot represent becomes its ``str``. A lone surrogate
+    (from a ``\\ud800`` escape in a JSON line) cannot be UTF-8: it becomes ``?``."""
     return json.dumps(
         event, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
-    ).encode()
+    ).encode("utf-8", "replace")
 
 
 def valid_trace_ids(trace_id: object, span_id: object) -> tuple[str, str] | None:

@@ -10,41 +10,27 @@ from typing import Any
 from logriver_client.records import (
     cap_utf8,
     coerce_service,
+    no_nul,
     parse_level,
     sanitize_metadata,
     valid_trace_ids,
 )
+from logriver_client.shipper.timestamps import TimeParser
 
-_TIME_KEYS = ("timestamp", "@timestamp", "time", "ts", "datetime")
 _LEVEL_KEYS = ("level", "severity", "lvl", "levelname", "log.level")
 _MESSAGE_KEYS = ("message", "msg", "@message", "event", "text")
 # The first level word near the start of a plain line ("2026-01-01 12:00:00 ERROR ...").
 _PLAIN_LEVEL = re.compile(
     r"\b(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|CRITICAL|CRIT|FATAL)\b", re.IGNORECASE
 )
-# Skew the gateway tolerates is 5 minutes; stay well inside it.
-_FUTURE_TOLERANCE_S = 60.0
 
 
-def _timestamp(value: object) -> str | None:
-    """An RFC 3339 timestamp the gateway will accept, or None to let it use receive time."""
-    when: datetime | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value) / 1000 if value > 1e11 else float(value)  # epoch ms or s
-        try:
-            when = datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
-    elif isinstance(value, str):
-        try:
-            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-    if when is None or when.timestamp() > datetime.now(UTC).timestamp() + _FUTURE_TOLERANCE_S:
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
         return None
-    return when.astimezone(UTC).isoformat()
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _pop_first(fields: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -63,20 +49,32 @@ def record_to_event(
     env: str | None,
     source: dict[str, Any],
     parse_json: bool = True,
+    times: TimeParser | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The event for one record of a file. ``source`` (file, offset) goes into metadata."""
+    """The event for one record of a file. ``source`` (file, offset) goes into metadata.
+
+    The event time comes from the record (``times``); without one the event has no
+    ``timestamp`` and the gateway stamps it with its receive time."""
+    times = times if times is not None else TimeParser()
+    now = now if now is not None else datetime.now(UTC)
     fields: dict[str, Any] | None = None
+    first_line_fields: dict[str, Any] | None = None
     stripped = text.lstrip()
     if parse_json and stripped.startswith("{"):
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
-            fields = parsed
+        fields = _json_object(text)
+        if fields is None and "\n" in stripped:
+            # A JSON line with a stack trace joined to it: the time is the JSON line's.
+            first_line_fields = _json_object(stripped.split("\n", 1)[0])
     event: dict[str, Any] = {"id": event_id, "service": service}
     metadata: dict[str, Any] = {}
     if fields is None:
+        if first_line_fields is not None:
+            when = times.from_fields(first_line_fields, now)[1]
+        else:
+            when = times.from_text(stripped, now)
+        if when is not None:
+            event["timestamp"] = when.isoformat()
         event["message"] = cap_utf8(text)
         match = _PLAIN_LEVEL.search(text[:200])
         event["level"] = (parse_level(match.group(1)) if match else None) or "INFO"
@@ -84,9 +82,11 @@ def record_to_event(
         message = _pop_first(fields, _MESSAGE_KEYS)
         event["message"] = cap_utf8(message if isinstance(message, str) else text)
         event["level"] = parse_level(_pop_first(fields, _LEVEL_KEYS)) or "INFO"
-        timestamp = _timestamp(_pop_first(fields, _TIME_KEYS))
-        if timestamp:
-            event["timestamp"] = timestamp
+        key, when = times.from_fields(fields, now)
+        if key is not None and when is not None:
+            # An unusable time value is kept in metadata: it is what the line said.
+            del fields[key]
+            event["timestamp"] = when.isoformat()
         line_service = fields.pop("service", None)
         if isinstance(line_service, str) and line_service:
             event["service"] = coerce_service(line_service)
@@ -96,7 +96,7 @@ def record_to_event(
         for key in ("host", "env"):
             value = fields.pop(key, None)
             if isinstance(value, str) and value:
-                event[key] = value[:255] if key == "host" else value[:64]
+                event[key] = no_nul(value[:255] if key == "host" else value[:64])
         nested = fields.pop("metadata", None) or fields.pop("context", None)
         if isinstance(nested, dict):
             metadata.update(nested)

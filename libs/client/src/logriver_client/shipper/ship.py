@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TextIO
 
@@ -27,6 +28,7 @@ from logriver_client.retry import RetryGate, RetryPolicy
 from logriver_client.shipper.checkpoint import CheckpointStore, write_atomically
 from logriver_client.shipper.parse import record_to_event
 from logriver_client.shipper.tail import ShipRecord, Tailer
+from logriver_client.shipper.timestamps import DEFAULT_JSON_FIELDS, TimeParser
 from logriver_client.transport import EncodedEvent, Transport
 
 log = logging.getLogger("logriver_client.ship")
@@ -42,6 +44,10 @@ class ShipperConfig:
     multiline_start: str | None = None
     multiline_timeout: float = 1.0
     parse_json: bool = True
+    # Where the event time comes from (see timestamps.py); receive time is the fallback.
+    time_fields: Sequence[str] = DEFAULT_JSON_FIELDS
+    time_format: str = "auto"
+    timezone: tzinfo | None = UTC  # for stamps without an offset; None = local time
     batch_size: int = 500
     batch_wait: float = 1.0
     poll_interval: float = 0.25
@@ -65,12 +71,17 @@ class Progress:
     checkpoint_writes: int = 0
     last_ack_at: float | None = None
     last_error: str | None = None
+    # Event times: from the line, or the gateway's receive time (missing or invalid stamp).
+    time_parsed: int = 0
+    time_missing: int = 0
+    time_invalid: int = 0
 
     def line(self) -> str:
         return (
             f"logriver ship: {self.delivered} delivered, {self.rejected} rejected, "
             f"{self.records} records from {self.lines} lines in {self.files} files, "
-            f"{self.backlog_bytes} bytes behind"
+            f"{self.backlog_bytes} bytes behind; times: {self.time_parsed} from the line, "
+            f"{self.time_missing} missing, {self.time_invalid} invalid (receive time used)"
             + (f"; last error: {self.last_error}" if self.last_error else "")
         )
 
@@ -96,11 +107,14 @@ class Shipper:
             start_at_end=config.start_at_end,
             restored=self.store.load(),
         )
+        self.times = TimeParser(tuple(config.time_fields), config.time_format, config.timezone)
         self.progress = Progress()
         self.progress_stream = progress_stream if progress_stream is not None else sys.stderr
         self.gate = RetryGate()
         self.retry = RetryPolicy()
-        self._pending: list[ShipRecord] = []
+        # Records are encoded once, when read: the event time is judged (and counted)
+        # once, and a batch sent again carries exactly the same events.
+        self._pending: list[tuple[ShipRecord, EncodedEvent]] = []
         self._pending_since: float | None = None
         self._last_report = time.monotonic()
 
@@ -113,7 +127,7 @@ class Shipper:
         if fresh:
             if not self._pending:
                 self._pending_since = now
-            self._pending.extend(fresh)
+            self._pending.extend((record, self._encode(record)) for record in fresh)
             self.progress.records += len(fresh)
         delivered = 0
         while self._pending and (
@@ -139,15 +153,17 @@ class Shipper:
             env=self.config.env,
             source={"log_file": record.path, "log_offset": record.start},
             parse_json=self.config.parse_json,
+            times=self.times,
+            now=datetime.now(UTC),
         )
         return EncodedEvent(str(event["service"]), encode_event(event))
 
-    def _send(self, batch: list[ShipRecord]) -> bool:
+    def _send(self, batch: list[tuple[ShipRecord, EncodedEvent]]) -> bool:
         """Deliver one batch; True once every record is acknowledged or rejected."""
         if self.tailer.needs_persist():
             # Stream tokens must be durable before their ids leave this process.
             self.save_checkpoint()
-        outcome = self.transport.send([self._encode(r) for r in batch], self.gate)
+        outcome = self.transport.send([encoded for _, encoded in batch], self.gate)
         self.progress.batches += 1
         if outcome.errors:
             self.progress.last_error = outcome.errors[-1][:300]
@@ -161,7 +177,7 @@ class Shipper:
         self.progress.delivered += outcome.delivered
         self.progress.rejected += outcome.rejected
         self.progress.last_ack_at = time.time()
-        self.tailer.acknowledge(batch)
+        self.tailer.acknowledge(record for record, _ in batch)
         self.save_checkpoint()
         return True
 
@@ -176,6 +192,9 @@ class Shipper:
         self.progress.lines = self.tailer.lines_read
         self.progress.files = len(self.tailer.files)
         self.progress.backlog_bytes = self.tailer.backlog_bytes()
+        self.progress.time_parsed = self.times.counts["parsed"]
+        self.progress.time_missing = self.times.counts["missing"]
+        self.progress.time_invalid = self.times.counts["invalid"]
         if not force and now - self._last_report < self.config.progress_interval:
             return
         self._last_report = now
