@@ -122,7 +122,7 @@ async def test_rules_channels_silences_crud_and_test_fire(
             "/v1/channels/ding", json={"type": "dingtalk", "url": ding_url, "secret": SECRET}
         )
         assert resp.status_code == 201
-        assert resp.json()["secret"] == "********"
+        assert resp.json()["secret"] == "***"
         resp = await api.put(
             "/v1/channels/ding-wrong",
             json={"type": "dingtalk", "url": ding_url, "secret": "SECwrong"},
