@@ -84,6 +84,7 @@ OVERFLOW = [
     "/v1/logs?cursor=%C3%A9.%C3%A9",
     "/v1/logs?cursor=a.b",
     "/v1/logs?cursor=.",
+    "/v1/logs?cursor=",
     "/v1/logs?cursor=%00.%00",
     "/v1/logs?cursor=x&cursor=y",
     "/v1/stats/top-messages?limit=9223372036854775808",

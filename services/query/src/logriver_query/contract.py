@@ -30,7 +30,8 @@ class _Params(BaseModel):
 # RFC 3339 or relative; declared as such so fuzzers try real (and extreme) datetimes.
 TimeBound = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=1024),
+    # Empty means the default, as it always has.
+    StringConstraints(max_length=1024),
     WithJsonSchema(
         {
             "anyOf": [
@@ -117,7 +118,6 @@ class LogsParams(FilterParams):
     page_size: int | None = Field(default=None, ge=1, description="Alias of `limit`.")
     cursor: str | None = Field(
         default=None,
-        min_length=1,
         max_length=1024,
         description="The previous page's `next_cursor`, with the same filters and order.",
     )
