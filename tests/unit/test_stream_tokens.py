@@ -67,3 +67,10 @@ def test_well_signed_but_malformed_claims_are_rejected(claims: object) -> None:
     payload = _b64(orjson.dumps(claims))
     with pytest.raises(InvalidToken, match="malformed token claims"):
         verify_token(SETTINGS, f"{payload}.{_sign(SETTINGS.secret, payload)}")
+
+
+@pytest.mark.parametrize("token", ["é.é", "a.é", "é.b", "\u0000.\u0000"])
+def test_non_ascii_tokens_are_malformed_not_an_error(token: str) -> None:
+    settings = StreamTokenSettings(secret=SecretStr("s" * 32))
+    with pytest.raises(InvalidToken):
+        verify_token(settings, token)

@@ -67,7 +67,8 @@ def issue_token(settings: StreamTokenSettings, key_id: str, scopes: list[str]) -
 
 def verify_token(settings: StreamTokenSettings, token: str) -> StreamTokenClaims:
     """The claims of a valid, unexpired token; raises InvalidToken otherwise."""
-    if len(token) > 2048 or token.count(".") != 1:
+    # compare_digest raises TypeError on non-ASCII text: refuse those tokens first.
+    if len(token) > 2048 or token.count(".") != 1 or not token.isascii():
         raise InvalidToken("malformed token")
     payload, signature = token.split(".")
     if not hmac.compare_digest(_sign(settings.secret, payload), signature):
