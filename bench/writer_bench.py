@@ -49,8 +49,8 @@ from logriver_common import clients
 from logriver_common.documents import event_to_document
 from logriver_common.event import LogEvent
 from logriver_common.indexes import ensure_log_indexes
-from logriver_common.settings import KafkaSettings
 from logriver_common.retention import RetentionPolicy
+from logriver_common.settings import KafkaSettings
 from tests.processes import ServiceProcess
 
 KAFKA = os.environ.get("LOGRIVER_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")

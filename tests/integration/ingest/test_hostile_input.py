@@ -24,7 +24,13 @@ def event(**fields: Any) -> dict[str, Any]:
 
 CASES: list[tuple[str, dict[str, Any], int, str, str]] = [
     # (name, request kwargs, status, error code, a phrase the detail must contain)
-    ("malformed json", {"content": b'{"service": "a",'}, 400, "malformed_json", "not valid UTF-8 JSON"),
+    (
+        "malformed json",
+        {"content": b'{"service": "a",'},
+        400,
+        "malformed_json",
+        "not valid UTF-8 JSON",
+    ),
     ("not an object", {"content": b"[1, 2]"}, 422, "validation_failed", "JSON object"),
     ("scalar body", {"content": b"true"}, 400, "malformed_body", "object or an array"),
     ("empty body", {"content": b""}, 400, "empty_body", "no events"),

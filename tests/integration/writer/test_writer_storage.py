@@ -16,9 +16,9 @@ from pymongo.errors import AutoReconnect, ConnectionFailure
 from pymongo.read_concern import ReadConcern
 
 from logriver_common import clients
+from logriver_common.consumer_kit.dead_letters import DeadLetterQueue
 from logriver_common.settings import KafkaSettings, MongoSettings
 from logriver_writer.consumer import WriterConsumer
-from logriver_common.consumer_kit.dead_letters import DeadLetterQueue
 from logriver_writer.settings import WriterSettings
 from tests.conftest import StartService, Topics
 from tests.integration.writer.helpers import (

@@ -14,6 +14,7 @@ from logriver_common.consumer_kit.dead_letters import REASON_HEADER, SOURCE_OFFS
 from logriver_common.consumer_kit.fake import FakeConsumer, FakeProducer, FakeRecord
 from logriver_common.decoding import decode_event
 from logriver_common.event import LogEvent
+from logriver_common.event_rule import Event
 from logriver_ingest import relay as relay_module
 from logriver_ingest.relay import Relay, admit
 from logriver_ingest.relay_app import door_from
@@ -62,7 +63,7 @@ async def test_valid_records_are_published_redacted_with_stable_ids() -> None:
     assert redacted.metadata == {"token": "[REDACTED]"}
     assert redacted.received_at is not None
     # Every record the relay publishes decodes with the consumers' canonical decoder.
-    assert all(isinstance(decode_event(v), LogEvent) for v in producer.values(MAIN))
+    assert all(isinstance(decode_event(v), Event) for v in producer.values(MAIN))
     assert consumer.commits == [{TopicPartition(RAW, 0): 1, TopicPartition(RAW, 1): 1}]
 
     # Redelivered after a crash: the same ids again, so the writer stores them once.

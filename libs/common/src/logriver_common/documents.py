@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from logriver_common.event import LogEvent
+from logriver_common.event_rule import Event
 
 # Level names in severity order; `level >= X` queries use `$in` over a suffix of this.
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -19,11 +20,12 @@ def levels_at_or_above(level: str) -> list[str]:
     return list(LEVELS[LEVELS.index(level) :])
 
 
-def event_to_document(event: LogEvent, expire_at: datetime | None) -> dict[str, Any]:
+def event_to_document(event: Event | LogEvent, expire_at: datetime | None) -> dict[str, Any]:
+    """The stored document; a ``LogEvent`` (tests and benchmarks build those) maps alike."""
     doc: dict[str, Any] = {
         "_id": event.id,
-        "timestamp": event.timestamp,
-        "level": event.level.value,
+        "timestamp": event.when,
+        "level": str(event.level),
         "service": event.service,
         "message": event.message,
     }

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
+import msgspec
 import orjson
 from pydantic import (
     AliasChoices,
@@ -103,13 +104,17 @@ _ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,64}$"
 _SERVICE_PATTERN = r"^[A-Za-z0-9._\-]{1,64}$"
 
 
-def _limits(info: ValidationInfo) -> EventLimits:
-    context = info.context
+def limits_of(context: object) -> EventLimits:
+    """The limits in a validation context (``EventLimits.context()``), or the defaults."""
     if isinstance(context, dict):
         limits = context.get("limits")
         if isinstance(limits, EventLimits):
             return limits
     return DEFAULT_LIMITS
+
+
+def _limits(info: ValidationInfo) -> EventLimits:
+    return limits_of(info.context)
 
 
 def new_event_id() -> str:
@@ -176,6 +181,13 @@ class LogEvent(BaseModel):
             return Level.parse(value)
         return value
 
+    @field_validator("timestamp", "received_at", mode="before")
+    @classmethod
+    def _rfc3339_or_unix(cls, value: object) -> object:
+        """The event rule's reading of times (RFC 3339 strings, Unix numbers), not pydantic's
+        broader one, so the documented model and the rule agree on every input."""
+        return None if value is None else parse_time(value)
+
     @field_validator("timestamp")
     @classmethod
     def _timestamp_utc_in_range(cls, value: datetime, info: ValidationInfo) -> datetime:
@@ -227,7 +239,7 @@ class LogEvent(BaseModel):
         if value is None:
             return None
         limits = _limits(info)
-        keys = _check_metadata(value, limits)
+        keys = check_metadata(value, limits)
         if keys > limits.max_metadata_keys:
             raise ValueError(f"metadata has {keys} keys; at most {limits.max_metadata_keys}")
         try:
@@ -238,6 +250,11 @@ class LogEvent(BaseModel):
             raise ValueError(f"metadata is {size} bytes; at most {limits.max_metadata_bytes}")
         return value
 
+    @property
+    def when(self) -> datetime:
+        """The event's time (named as on :class:`~logriver_common.event_rule.Event`)."""
+        return self.timestamp
+
     def to_json(self) -> bytes:
         """The Kafka record value: the normalised event as compact JSON."""
         # exclude_none drops unset optional fields; nulls inside metadata are kept (data).
@@ -245,6 +262,32 @@ class LogEvent(BaseModel):
 
 
 _NUL_TEXT = "text may not contain NUL (U+0000)"
+# Numbers are Unix time: seconds, or milliseconds past this (pydantic's convention).
+_MILLIS_FROM = 2e10
+
+
+def parse_time(value: object) -> datetime:
+    """An RFC 3339 date-time string or a Unix time number (seconds, or milliseconds).
+
+    msgspec's parser is the strict one the rule decodes with: a date alone, digits in a
+    string or an offset past 24 h are errors. Raises ``ValueError``.
+    """
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return msgspec.convert(value, datetime)
+        except msgspec.ValidationError:
+            raise ValueError("not an RFC 3339 date-time") from None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not abs(value) < 1e14:  # also refuses NaN; past year 5138 in milliseconds
+            raise ValueError("time is outside the years 1970 to 9999")
+        seconds = value / 1000 if abs(value) > _MILLIS_FROM else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError("time is outside the years 1970 to 9999") from None
+    raise ValueError("time must be an RFC 3339 string or a Unix time number")
 
 
 def to_utc(value: datetime, name: str) -> datetime:
@@ -279,7 +322,7 @@ def _check_scalar(value: object) -> None:
         raise ValueError(_NUL_TEXT)
 
 
-def _check_metadata(root: dict[str, Any], limits: EventLimits) -> int:
+def check_metadata(root: dict[str, Any], limits: EventLimits) -> int:
     """Validate nesting, keys and scalars; return the number of keys seen.
 
     Depth counts containers: the metadata object is level 1. Iterative (a

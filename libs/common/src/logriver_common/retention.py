@@ -23,7 +23,8 @@ from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from logriver_common.event import Level, LogEvent
+from logriver_common.event import Level
+from logriver_common.event_rule import Event
 
 # `None` keeps an event forever; a duration keeps it that long after its timestamp.
 Retention = timedelta | None
@@ -100,17 +101,17 @@ class RetentionPolicy(_LevelRules):
         retention = self.retention_for(service, level)
         return None if retention is None else timestamp + retention
 
-    def refusal(self, event: LogEvent, now: datetime) -> str | None:
+    def refusal(self, event: Event, now: datetime) -> str | None:
         """Why the door must refuse ``event`` (retention would delete it at once), or None.
 
         Only the gateway and the relay ask: a consumer of ``logs.v1`` stores what
         was admitted even if it reads it late (the TTL monitor then removes it).
         """
-        retention = self.retention_for(event.service, event.level)
-        if retention is None or event.timestamp + retention > now:
+        retention = self.retention_for(event.service, event.level_enum)
+        if retention is None or event.when + retention > now:
             return None
         return (
-            f"timestamp {event.timestamp.isoformat()} is older than the retention of "
+            f"timestamp {event.when.isoformat()} is older than the retention of "
             f"{retention} for this service and level: it would be deleted at once"
         )
 

@@ -35,13 +35,13 @@ from logriver_common.consumer_kit.backoff import Backoff
 from logriver_common.consumer_kit.dead_letters import DeadLetterQueue, Rejected
 from logriver_common.consumer_kit.isolation import handle_each
 from logriver_common.decoding import Rejection, decode_event
-from logriver_common.event import LogEvent
+from logriver_common.event_rule import Event
 
 log = logging.getLogger(__name__)
 REBUILD_ATTEMPTS = 5
 
 
-def decode(record: ConsumerRecord[Any, Any]) -> LogEvent | None:
+def decode(record: ConsumerRecord[Any, Any]) -> Event | None:
     """The record's event; refused ones are the writer's to dead-letter, here just skipped."""
     event = decode_event(record.value)
     if isinstance(event, Rejection):
@@ -112,7 +112,7 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                 metrics.EVENTS.labels("duplicate").inc()
             else:
                 self.evaluator.ingest(partition, event, now)
-            seen = event.received_at or event.timestamp
+            seen = event.received or event.when
             if newest is None or seen > newest:
                 newest = seen
 

@@ -29,6 +29,7 @@ from logriver_alerter.store import AlertRow, Notification, Observation, Store
 from logriver_alerter.windows import N_LEVELS, ServiceWindow, matched_and_total
 from logriver_common.documents import LEVELS
 from logriver_common.event import LogEvent
+from logriver_common.event_rule import Event
 
 log = logging.getLogger(__name__)
 Fingerprint = tuple[str, str]  # (rule id, service)
@@ -130,9 +131,9 @@ class Evaluator:
 
     # -- events -------------------------------------------------------------------------------
 
-    def ingest(self, partition: int, event: LogEvent, now: datetime) -> bool:
+    def ingest(self, partition: int, event: Event | LogEvent, now: datetime) -> bool:
         """Count one event; False when it is too late for any window."""
-        second = int(event.timestamp.timestamp())
+        second = int(event.when.timestamp())
         horizon = int(now.timestamp()) - self.retention_s
         if second < horizon:
             metrics.EVENTS.labels("late").inc()
@@ -141,7 +142,7 @@ class Evaluator:
         if window is None:
             window = self.windows[event.service] = ServiceWindow()
             self.partition_of[event.service] = partition
-        level = LEVELS.index(event.level.value)
+        level = LEVELS.index(str(event.level))
         window.add(second, level)
         window.sample(second, level, event.message, event.trace_id, event.span_id)
         metrics.EVENTS.labels("counted").inc()

@@ -21,8 +21,9 @@ Mapping (documented in docs/ingest.md, "OpenTelemetry (OTLP)"):
   the ones mapped above) → ``metadata.resource``; scope name, version and
   attributes → ``metadata.scope``. Keys are stored flat with ``.`` replaced by
   ``_`` (``http.method`` → ``http_method``), a leading ``$`` by ``_``, NUL
-  removed, cut to 128 characters; NUL inside string values becomes U+FFFD; a record attribute named like one of the
-  mapper's own keys (``resource``, ``scope``, ``body``, ...) gets a trailing ``_``;
+  removed, cut to 128 characters; NUL inside string values becomes U+FFFD; a
+  record attribute named like one of the mapper's own keys (``resource``,
+  ``scope``, ``body``, ...) gets a trailing ``_``;
 - ``trace_id``/``span_id`` bytes → lowercase hex; empty or all-zero → absent;
   a wrong length → absent (and counted as a warning);
 - ``time_unix_nano``, falling back to ``observed_time_unix_nano``; neither →

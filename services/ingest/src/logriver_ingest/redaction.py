@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from logriver_common.event import LogEvent
+from logriver_common.event_rule import Event
 from logriver_ingest.settings import RedactionRule
 
 MASK = "[REDACTED]"
@@ -123,7 +124,7 @@ class Redactor:
             return [self.redact_value(item, counts) for item in value]
         return value
 
-    def redact_event(self, event: LogEvent, counts: Counter[str]) -> None:
+    def redact_event(self, event: Event | LogEvent, counts: Counter[str]) -> None:
         """Mask secrets in the event's message and metadata, in place."""
         event.message = self.redact_text(event.message, counts)
         if event.metadata:

@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from logriver_common.decoding import field_errors
-from logriver_common.event import LogEvent
+from logriver_common.event import limits_of, new_event_id
+from logriver_common.event_rule import EventInvalid, admit_object, encode
 from logriver_common.retention import RetentionPolicy
 from logriver_ingest.parsing import LineError
 from logriver_ingest.publisher import Record
@@ -45,7 +43,7 @@ def validate_items(
     retention: RetentionPolicy,
 ) -> ValidatedBatch:
     batch = ValidatedBatch()
-    validate = LogEvent.model_validate
+    limits = limits_of(context)
     for index, item in enumerate(items):
         if isinstance(item, LineError):
             batch.errors.append(_item_error(index, item.message, "json_invalid"))
@@ -57,16 +55,18 @@ def validate_items(
         # The gateway owns received_at: a client-sent value is overwritten, not trusted.
         item["received_at"] = received_at
         try:
-            event = validate(item, context=context)
-        except ValidationError as exc:
-            batch.errors.append({"index": index, "errors": field_errors(exc)})
+            event = admit_object(item, limits=limits, now=received_at)
+        except EventInvalid as exc:
+            batch.errors.append({"index": index, "errors": [e.as_dict() for e in exc.errors]})
             continue
+        if event.id is None:
+            event.id = new_event_id()
         refusal = retention.refusal(event, received_at)
         if refusal is not None:
             error = {"loc": ["timestamp"], "msg": refusal, "type": "timestamp_expired"}
             batch.errors.append({"index": index, "errors": [error]})
             continue
         redactor.redact_event(event, batch.redactions)
-        batch.records.append((event.service.encode(), event.to_json()))
+        batch.records.append((event.service.encode(), encode(event)))
         batch.ids.append(event.id)
     return batch

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logriver_common.decoding import DEFAULT_MAX_RECORD_BYTES, Rejection, decode_event
+from logriver_common.event_rule import encode
 
 # The writer's default: a record the writer would refuse as too large is not tailed either.
 MAX_RECORD_BYTES = DEFAULT_MAX_RECORD_BYTES
@@ -84,15 +85,15 @@ def parse_record(partition: int, offset: int, value: bytes | None) -> StreamReco
     event = decode_event(value, max_record_bytes=MAX_RECORD_BYTES)
     if isinstance(event, Rejection):
         raise BadRecord(event.reason.value, event.detail)
-    received_at = event.received_at
+    received_at = event.received
     return StreamRecord(
         partition=partition,
         offset=offset,
         service=event.service,
-        severity=event.level.severity,
+        severity=event.severity,
         message=event.message,
         trace_id=event.trace_id,
         metadata=event.metadata,
         received_at=None if received_at is None else received_at.timestamp(),
-        body=event.to_json(),
+        body=encode(event),
     )

@@ -50,17 +50,17 @@ class Decoder:
         )
         if isinstance(event, Rejection):
             return Rejected(record, event.reason, event.detail)
-        if "id" not in event.model_fields_set:
+        if event.id is None:
             # Without an id (a record logriver did not write), a redelivery must get the
             # same _id again.
             event.id = record_event_id(
                 record.topic, record.partition, record.offset, record.timestamp
             )
-        expire_at = self._retention.expire_at(event.service, event.level, event.timestamp)
+        expire_at = self._retention.expire_at(event.service, event.level_enum, event.when)
         return Accepted(
             record=record,
             document=event_to_document(event, expire_at),
-            received_at=event.received_at,
+            received_at=event.received,
             producer_span=_producer_span(record),
         )
 
