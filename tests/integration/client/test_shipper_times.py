@@ -65,6 +65,8 @@ def backlog(base: datetime) -> tuple[list[str], dict[str, datetime]]:
         f"[{local[7]:%Y-%m-%d %H:%M:%S}.{local[7].microsecond // 1000:03d}] INFO bracketed",
         "no stamp INFO receive-time",
         "9999-12-31T23:59:59Z ERROR absurd",
+        # Older than the default 30-day retention: the gateway refuses it, the rest is kept.
+        f"{iso_ms(base - timedelta(days=40))} INFO expired",
     ]
     return lines, expected
 
@@ -95,7 +97,7 @@ async def test_a_late_backlog_keeps_the_times_written_in_its_lines(
     ]  # fmt: skip
     with (OUTPUT_DIR / f"ship-{service}.log").open("wb") as output:
         proc = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)  # noqa: ASYNC220
-    records = len(expected) + 2
+    records = len(expected) + 3
     try:
 
         async def all_delivered() -> dict[str, Any] | None:
@@ -110,9 +112,10 @@ async def test_a_late_backlog_keeps_the_times_written_in_its_lines(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-    assert progress["rejected"] == 0, progress
+    assert (progress["delivered"], progress["rejected"]) == (records - 1, 1), progress
+    assert "retention" in progress["last_error"], progress
     assert (progress["time_parsed"], progress["time_missing"], progress["time_invalid"]) == (
-        len(expected),
+        len(expected) + 1,
         1,
         1,
     )
@@ -123,13 +126,14 @@ async def test_a_late_backlog_keeps_the_times_written_in_its_lines(
 
         async def stored() -> list[dict[str, Any]] | None:
             docs = await logs.find({"service": service}).to_list(None)
-            return docs if len(docs) >= records else None
+            return docs if len(docs) >= records - 1 else None
 
-        docs = await eventually(stored, within=60, what=f"{records} events of {service} stored")
+        docs = await eventually(stored, within=60, what=f"{records - 1} events of {service} stored")
     finally:
         await client.close()
     by_key = {message_key(doc): doc for doc in docs}
-    assert len(by_key) == records, sorted(by_key)
+    assert len(by_key) == records - 1, sorted(by_key)
+    assert "expired" not in by_key
     for key, when in expected.items():
         assert by_key[key]["timestamp"] == when, key  # BSON dates keep milliseconds
     assert by_key["trace"]["message"].count("\n") == 2  # joined, with the first line's time
