@@ -15,8 +15,10 @@ from tests.stack import STACK
 
 def restart_on_same_port(old: ServiceProcess, env: dict[str, str], tag: str) -> ServiceProcess:
     """A new gateway process on the port of ``old`` (the client keeps its URL)."""
-    proc = ServiceProcess("ingest", {**env, "LOGRIVER_INGEST_PORT": str(old.port)}, tag=tag)
-    proc.port = old.port  # ServiceProcess picks a free port; this one must be reused
+    proc = ServiceProcess("ingest", env, tag=tag)
+    # ServiceProcess picks a free port (and sets it last in the environment): reuse the old one.
+    proc.port = old.port
+    proc.env["LOGRIVER_INGEST_PORT"] = str(old.port)
     proc.start()
     return proc.wait_ready()
 

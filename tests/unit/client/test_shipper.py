@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from logriver_client.retry import RetryGate
+from logriver_client.retry import RetryGate, RetryPolicy
 from logriver_client.shipper import tail
 from logriver_client.shipper.ship import Shipper, ShipperConfig
 from logriver_client.transport import EncodedEvent, Outcome
@@ -505,3 +505,26 @@ def test_hostile_files_never_stop_the_shipper_and_every_event_is_acceptable(
     assert counts["parsed"] == 2
     assert counts["invalid"] == 1  # year zero
     assert sum(counts.values()) == len(sink.events)
+
+
+def test_reading_pauses_while_the_gateway_is_down_and_resumes_exactly_once(
+    tmp_path: Path,
+    sink: MemorySink,
+    make_shipper: Callable[..., Shipper],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tail, "READ_CHUNK", 256)
+    monkeypatch.setattr(tail, "MAX_READ_PER_POLL", 512)
+    backlog = lines("outage", 2000)
+    write(tmp_path / "app.log", backlog)
+    shipper = make_shipper(sink, batch_size=20)
+    shipper.retry = RetryPolicy(base_delay=0.0, max_delay=0.0)
+    sink.fail_next = 10**9  # the gateway is down
+    for _ in range(200):
+        shipper.poll_once()
+    # Four batches wait, plus at most one poll's worth: the file is not read into memory.
+    assert len(shipper._pending) < 4 * 20 + 40
+    assert shipper.tailer.lines_read < 200
+    sink.fail_next = 0
+    ship_until(shipper, shipped_all(sink, backlog), within=30)
+    exactly_once(sink, backlog)

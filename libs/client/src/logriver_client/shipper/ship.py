@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TextIO
@@ -32,6 +32,10 @@ from logriver_client.shipper.timestamps import DEFAULT_JSON_FIELDS, TimeParser
 from logriver_client.transport import EncodedEvent, Transport
 
 log = logging.getLogger("logriver_client.ship")
+
+# While this many batches wait (the gateway is down), no more is read: memory stays
+# bounded, and the files (held open by descriptor) are read on where they stopped.
+MAX_PENDING_BATCHES = 4
 
 
 @dataclass(slots=True)
@@ -123,11 +127,13 @@ class Shipper:
     def poll_once(self, *, final: bool = False) -> int:
         """Read what is new and send every batch that is due; returns records delivered."""
         now = time.monotonic()
-        fresh = self.tailer.poll(now)
+        backed_up = len(self._pending) >= self.config.batch_size * MAX_PENDING_BATCHES
+        fresh = [] if backed_up else self.tailer.poll(now)
         if fresh:
             if not self._pending:
                 self._pending_since = now
-            self._pending.extend((record, self._encode(record)) for record in fresh)
+            # Only the position is kept of a record once it is encoded: not its text twice.
+            self._pending.extend((replace(r, text=""), self._encode(r)) for r in fresh)
             self.progress.records += len(fresh)
         delivered = 0
         while self._pending and (
