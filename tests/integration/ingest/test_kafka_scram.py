@@ -6,6 +6,11 @@ next to a PLAINTEXT one that only the test itself uses (to create topics and
 read what arrived). SCRAM users are created at format time
 (``kafka-storage format --add-scram``). The gateway gets its settings only from
 the environment, as in Kubernetes (LOGRIVER_KAFKA_SECURITY_PROTOCOL, _SASL_*).
+
+Authorization is on, as with Strimzi's ``authorization: simple``, and the ACLs
+are those of the prod overlay's KafkaUser resources (rendered with kustomize and
+loaded with CreateAcls), so the last test proves the manifests' least-privilege
+model on a real broker.
 """
 
 from __future__ import annotations
@@ -19,19 +24,43 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
+from aiokafka.protocol.admin import CreateAclsRequest
+from pydantic import SecretStr
 
 from devstack import kafka as devstack_kafka
 from devstack import paths
+from logriver_common import clients
+from logriver_common.settings import KafkaSettings
 from tests.conftest import StartService
 from tests.integration.ingest.conftest import Keys, read_topic, topic_size
 from tests.processes import free_port
 from tests.stack import eventually
+from tests.unit.deploy.test_kubernetes import render
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
 
-USERS = {"logriver-ingest": "ingest-scram-password", "logriver-producer": "producer-password"}
+# Every KafkaUser of the Kubernetes manifests, with a password for this broker.
+USERS = {
+    name: f"{name}-scram-password"
+    for name in (
+        "logriver-ingest",
+        "logriver-producer",
+        "logriver-relay",
+        "logriver-writer",
+        "logriver-alerter",
+        "logriver-stream",
+    )
+}
 TOPIC = "logs.v1"
+TOPICS = {"logs.v1": 3, "logs.raw.v1": 3, "logs.v1.dlq": 1}
+# Kafka's wire enums (org.apache.kafka.common.{resource,acl}).
+RESOURCE_TYPES = {"topic": 2, "group": 3, "cluster": 4, "transactionalId": 5}
+PATTERN_TYPES = {"literal": 3, "prefix": 4}
+OPERATIONS = {"All": 2, "Read": 3, "Write": 4, "Create": 5, "Delete": 6, "Alter": 7, "Describe": 8}
+ALLOW = 3
 
 
 def _java(main: str, *args: str, heap: str = "-Xmx256m") -> list[str]:
@@ -80,6 +109,11 @@ def _config(directory: Path, plain: int, sasl: int, controller: int) -> Path:
                 "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
                 "inter.broker.listener.name=PLAINTEXT",
                 "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                # As in Strimzi's `authorization: simple`: no ACL, no access. The
+                # PLAINTEXT listener (the test's own admin) is the only super user.
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users=User:ANONYMOUS",
+                "allow.everyone.if.no.acl.found=false",
                 "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;",
                 f"log.dirs={directory / 'data'}",
@@ -166,12 +200,58 @@ async def scram_kafka(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
         admin = AIOKafkaAdminClient(bootstrap_servers=broker.admin_bootstrap)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=1)])
+            await admin.create_topics(
+                [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in TOPICS.items()]
+            )
+            await _create_acls(admin, _manifest_acls())
         finally:
             await admin.close()
         yield broker
     finally:
         await asyncio.to_thread(_stop_broker, broker)
+
+
+def _manifest_acls() -> list[tuple[str, str, str, str, str]]:
+    """(user, resource type, name, pattern, operation) of the prod overlay's KafkaUsers."""
+    acls = []
+    for user in render("prod"):
+        if user["kind"] != "KafkaUser":
+            continue
+        for acl in user["spec"]["authorization"]["acls"]:
+            resource = acl["resource"]
+            for operation in acl["operations"]:
+                acls.append(
+                    (
+                        user["metadata"]["name"],
+                        resource["type"],
+                        resource["name"],
+                        resource.get("patternType", "literal"),
+                        operation,
+                    )
+                )
+    assert {a[0] for a in acls} == set(USERS)
+    return acls
+
+
+async def _create_acls(
+    admin: AIOKafkaAdminClient, acls: list[tuple[str, str, str, str, str]]
+) -> None:
+    """CreateAcls, one binding per request (aiokafka has no ACL API of its own)."""
+    client = admin._client
+    node = client.get_random_node()
+    for user, kind, name, pattern, operation in acls:
+        request = CreateAclsRequest(
+            RESOURCE_TYPES[kind],
+            name,
+            PATTERN_TYPES[pattern],
+            f"User:{user}",
+            "*",
+            OPERATIONS[operation],
+            ALLOW,
+        )
+        response = await client.send(node, request)
+        for result in response.creation_responses:
+            assert result[0] == 0, (user, kind, name, operation, result)
 
 
 def _gateway_env(broker: ScramKafka, user: str, password: str) -> dict[str, str]:
@@ -238,3 +318,97 @@ async def test_the_gateway_is_refused_with_wrong_credentials(
         # Refused before connecting: SASL without a password is a settings error.
         assert "LOGRIVER_KAFKA_SASL_PASSWORD" in tail, tail
     assert await topic_size(TOPIC, bootstrap=scram_kafka.admin_bootstrap) == before
+
+
+def _settings(broker: ScramKafka, user: str) -> KafkaSettings:
+    return KafkaSettings(
+        bootstrap_servers=broker.sasl_bootstrap,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=user,
+        sasl_password=SecretStr(USERS[user]),
+        request_timeout_ms=5000,
+    )
+
+
+async def _can_write(broker: ScramKafka, user: str, topic: str) -> bool:
+    producer = clients.kafka_producer(_settings(broker, user))
+    await producer.start()
+    try:
+        await asyncio.wait_for(producer.send_and_wait(topic, b"{}", key=b"acl"), 15)
+    except TopicAuthorizationFailedError:
+        return False
+    finally:
+        await producer.stop()
+    return True
+
+
+async def _can_read(broker: ScramKafka, user: str, topic: str, group: str | None) -> bool:
+    """Whether ``user`` receives ``topic``'s records (the topic holds at least one),
+    assigned partition 0 (no group) or subscribed in ``group``. A denied read either
+    fails with an authorization error or never sees the topic (unauthorized topics
+    are hidden from metadata): nothing within 10 s (an allowed read takes ~1 s)."""
+    consumer = clients.kafka_consumer(_settings(broker, user), group_id=group)
+    await consumer.start()
+    try:
+        if group is None:
+            consumer.assign([TopicPartition(topic, 0)])
+        else:
+            consumer.subscribe([topic])
+        deadline = asyncio.get_running_loop().time() + 10
+        while asyncio.get_running_loop().time() < deadline:
+            batches = await asyncio.wait_for(consumer.getmany(timeout_ms=500), 30)
+            if any(batches.values()):
+                return True
+        return False
+    except (TopicAuthorizationFailedError, GroupAuthorizationFailedError):
+        return False
+    finally:
+        await consumer.stop()
+
+
+# (user, topic, allowed) straight from the architecture (docs/operations.md, "Kafka security").
+WRITES = [
+    ("logriver-producer", "logs.raw.v1", True),
+    ("logriver-producer", "logs.v1", False),
+    ("logriver-producer", "logs.v1.dlq", False),
+    ("logriver-relay", "logs.v1", True),
+    ("logriver-ingest", "logs.v1", True),
+    ("logriver-ingest", "logs.raw.v1", False),
+    ("logriver-writer", "logs.v1.dlq", True),
+    ("logriver-writer", "logs.v1", False),
+    ("logriver-stream", "logs.v1", False),
+    ("logriver-alerter", "logs.v1", False),
+]
+READS = [
+    ("logriver-relay", "logs.raw.v1", "relay", True),
+    ("logriver-relay", "logs.raw.v1", "writer", False),
+    ("logriver-writer", "logs.v1", "writer", True),
+    ("logriver-writer", "logs.v1", "alerter", False),
+    ("logriver-writer", "logs.raw.v1", "writer", False),
+    ("logriver-alerter", "logs.v1", "alerter", True),
+    ("logriver-stream", "logs.v1", None, True),
+    ("logriver-stream", "logs.raw.v1", None, False),
+    ("logriver-producer", "logs.raw.v1", None, False),
+    ("logriver-ingest", "logs.v1", None, False),
+]
+
+
+async def test_the_manifests_acls_enforce_the_trust_boundary_on_a_real_broker(
+    scram_kafka: ScramKafka,
+) -> None:
+    """The prod overlay's KafkaUser ACLs, loaded into a broker with authorization on:
+    producers write only the raw topic, only the door writes logs.v1, each consumer
+    reads only its topic in its own group."""
+    seed = AIOKafkaProducer(bootstrap_servers=scram_kafka.admin_bootstrap)  # super user
+    await seed.start()
+    try:
+        for topic in TOPICS:
+            await seed.send_and_wait(topic, b"{}", partition=0)
+    finally:
+        await seed.stop()
+    for user, topic, allowed in WRITES:
+        assert await _can_write(scram_kafka, user, topic) is allowed, (user, "write", topic)
+    for user, topic, group, allowed in READS:
+        got = await _can_read(scram_kafka, user, topic, group)
+        assert got is allowed, (user, "read", topic, group)
