@@ -29,6 +29,7 @@ def assert_storable(outcome: Event | Rejection) -> None:
     """The contract: a Rejection, or an event every consumer can use and MongoDB can store."""
     if isinstance(outcome, Rejection):
         assert isinstance(outcome.reason, RejectReason)
+        assert outcome.reason is not RejectReason.DECODER_ERROR, outcome.detail
         assert outcome.detail
         return
     document = event_to_document(outcome, outcome.when + timedelta(days=30))
@@ -176,6 +177,7 @@ def raw_event(tail: bytes) -> bytes:
 def test_hostile_records_are_rejected_with_a_reason(value: bytes | None) -> None:
     outcome = decode_event(value)
     assert isinstance(outcome, Rejection), outcome
+    assert outcome.reason is not RejectReason.DECODER_ERROR, outcome.detail
     assert outcome.detail
 
 

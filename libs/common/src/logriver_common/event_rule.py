@@ -49,23 +49,26 @@ _HOST = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 _ENV = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
-class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class Event(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """One event on the wire. After :func:`_normalise`, ``timestamp`` is an aware UTC
-    datetime, ``level`` a :class:`Level` name and ``context`` folded into ``metadata``."""
+    datetime, ``level`` a :class:`Level` name and ``context`` folded into ``metadata``.
 
-    service: _SERVICE
-    message: str
+    Field order is the encoding order, the same as ``LogEvent``'s JSON.
+    """
+
     id: _ID | None = None
     timestamp: datetime | float | None = None
     # None only before the rule ran (then INFO): a default would be left out when encoding.
     level: str | None = None
+    service: _SERVICE
+    message: str
     trace_id: _TRACE_ID | None = None
     span_id: _SPAN_ID | None = None
     host: _HOST | None = None
     env: _ENV | None = None
     metadata: dict[str, Any] | None = None
-    context: dict[str, Any] | None = None  # accepted as an alias of metadata, never stored
     received_at: datetime | float | None = None
+    context: dict[str, Any] | None = None  # accepted as an alias of metadata, never stored
 
     @property
     def when(self) -> datetime:
@@ -119,6 +122,10 @@ def decode_json(value: bytes, *, limits: EventLimits = DEFAULT_LIMITS) -> Event:
         event = _DECODER.decode(value)
     except msgspec.ValidationError as exc:
         raise EventInvalid([_from_msgspec(exc)]) from None
+    except RecursionError:  # msgspec's answer to JSON nested thousands of levels deep
+        raise EventInvalid(
+            [FieldError((), "the value is nested too deeply to be an event", "too_deep")]
+        ) from None
     _normalise(event, limits, utcnow())
     return event
 
