@@ -183,7 +183,11 @@ def test_service_environment_matches_what_the_code_reads(
     else:
         port = str(envvars.PORTS[service])
         assert env[f"{prefix}PORT"] == port
-    assert compose["services"][app]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    published = [f"127.0.0.1:{port}:{port}"]
+    if app == "ingest":  # OTLP/gRPC logs beside the HTTP API
+        assert env["LOGRIVER_INGEST_GRPC_PORT"] == "4319"
+        published.append("127.0.0.1:4319:4319")
+    assert compose["services"][app]["ports"] == published
     # Connections point at the compose services, never at the local stack's loopback.
     for name, value in env.items():
         if name in envvars.required(service) and name.endswith(envvars.CONNECTION_SUFFIXES):
