@@ -17,6 +17,7 @@ from logriver_alerter.consumer import AlertConsumer
 from logriver_alerter.delivery import Dispatcher
 from logriver_alerter.egress import EgressTransport
 from logriver_alerter.evaluator import Evaluator
+from logriver_alerter.json_body import JsonBodyMiddleware
 from logriver_alerter.routes import router
 from logriver_alerter.settings import AlerterSettings
 from logriver_alerter.store import Store
@@ -138,5 +139,6 @@ def create_app(settings: AlerterSettings | None = None) -> FastAPI:
         description="Alert rules, channels, alerts and silences.",
     )
     app.include_router(router)
+    app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware)
     return app
