@@ -77,3 +77,75 @@ def span_context_from_headers(
     span = trace.get_current_span(extract_kafka_context(headers))
     ctx = span.get_span_context()
     return ctx if ctx.is_valid else None
+
+
+def sampled_producer_context(
+    headers: Iterable[tuple[str, bytes | None]] | None,
+) -> trace.SpanContext | None:
+    """The producer's span context when its trace is sampled, else None.
+
+    Consumers use it to decide whether a record earns its own span: an unsampled
+    trace is not recorded, so a child of it would be dropped anyway. A record
+    without a ``traceparent`` header costs one scan of its (few) headers.
+    """
+    if not headers:
+        return None
+    for key, value in headers:
+        if key == "traceparent" and value is not None:
+            break
+    else:
+        return None
+    context = span_context_from_headers(headers)
+    if context is None or not context.trace_flags.sampled:
+        return None
+    return context
+
+
+def kafka_attributes(
+    operation: str,
+    topic: str,
+    *,
+    partition: int | None = None,
+    offset: int | None = None,
+    key: bytes | None = None,
+    group: str | None = None,
+    count: int | None = None,
+) -> dict[str, str | int]:
+    """OpenTelemetry messaging semantic-convention attributes for one Kafka operation.
+
+    ``operation`` is ``send``, ``receive`` or ``process`` (``messaging.operation.type``).
+    """
+    attributes: dict[str, str | int] = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": operation,
+        "messaging.operation.name": operation,
+        "messaging.destination.name": topic,
+    }
+    if partition is not None:
+        attributes["messaging.destination.partition.id"] = str(partition)
+    if offset is not None:
+        attributes["messaging.kafka.offset"] = offset
+    if key is not None:
+        attributes["messaging.kafka.message.key"] = key.decode("utf-8", "replace")
+    if group is not None:
+        attributes["messaging.consumer.group.name"] = group
+    if count is not None:
+        attributes["messaging.batch.message_count"] = count
+    return attributes
+
+
+def start_child_span(
+    tracer: trace.Tracer,
+    name: str,
+    parent: trace.SpanContext,
+    *,
+    kind: trace.SpanKind = trace.SpanKind.CONSUMER,
+    attributes: dict[str, str | int] | None = None,
+) -> trace.Span:
+    """A span whose parent is a remote (producer) context; the caller ends it."""
+    return tracer.start_span(
+        name,
+        context=trace.set_span_in_context(trace.NonRecordingSpan(parent)),
+        kind=kind,
+        attributes=attributes,
+    )

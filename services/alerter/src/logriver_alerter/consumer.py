@@ -24,6 +24,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
+from opentelemetry import trace
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
@@ -36,9 +37,11 @@ from logriver_common.consumer_kit.dead_letters import DeadLetterQueue, Rejected
 from logriver_common.consumer_kit.isolation import handle_each
 from logriver_common.decoding import Rejection, decode_event
 from logriver_common.event_rule import Event
+from logriver_common.telemetry import kafka_attributes, sampled_producer_context
 
 log = logging.getLogger(__name__)
 REBUILD_ATTEMPTS = 5
+tracer = trace.get_tracer("logriver.alerter")
 
 
 def decode(record: ConsumerRecord[Any, Any]) -> Event | None:
@@ -111,7 +114,11 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                 skip.discard(event.id)
                 metrics.EVENTS.labels("duplicate").inc()
             else:
-                self.evaluator.ingest(partition, event, now)
+                producer = sampled_producer_context(record.headers)
+                if producer is None:
+                    self.evaluator.ingest(partition, event, now)
+                else:
+                    self.count_traced(producer, partition, record, event, now)
             seen = event.received or event.when
             if newest is None or seen > newest:
                 newest = seen
@@ -125,6 +132,37 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             self.received[partition] = newest
             metrics.EVALUATION_LAG.set(max(0.0, (now - newest).total_seconds()))
         return failed
+
+    def count_traced(
+        self,
+        producer: trace.SpanContext,
+        partition: int,
+        record: ConsumerRecord[Any, Any],
+        event: Event,
+        now: datetime,
+    ) -> None:
+        """Count an event of a sampled trace under a short ``logriver.alerter count`` span.
+
+        Only such events get one (a span per event would cost more than counting it); the
+        evaluation that may fire later is a ``logriver.alerter.notify`` span in the same trace.
+        """
+        attributes = kafka_attributes(
+            "process",
+            self.topic,
+            partition=partition,
+            offset=record.offset,
+            key=record.key,
+            group=self.group_id,
+        )
+        attributes["logriver.service"] = event.service
+        with tracer.start_as_current_span(
+            "logriver.alerter count",
+            context=trace.set_span_in_context(trace.NonRecordingSpan(producer)),
+            kind=trace.SpanKind.CONSUMER,
+            attributes=attributes,
+        ) as span:
+            counted = self.evaluator.ingest(partition, event, now)
+            span.set_attribute("logriver.counted", counted)
 
     async def dead_letter(self, failed: list[Rejected]) -> None:
         """Send isolated records to the DLQ before their offsets can be committed."""

@@ -18,7 +18,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
+from logriver_common.telemetry import inject_kafka_headers, kafka_attributes
 from logriver_ingest import metrics
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,8 @@ BATCH_API_MIN_RECORDS = 64
 _PARTITIONER = DefaultPartitioner()
 _MAX_CACHED_KEYS = 10_000
 Headers = Sequence[tuple[str, bytes]]
+_TRACE_HEADERS = ("traceparent", "tracestate")
+tracer = trace.get_tracer("logriver.ingest")
 
 
 class Unavailable(Exception):
@@ -45,6 +50,16 @@ def _retrieve_exception(future: asyncio.Future[object]) -> None:
     # does not log "exception was never retrieved" for it.
     if not future.cancelled():
         future.exception()
+
+
+def _text(key: bytes) -> str:
+    return key.decode("utf-8", "replace")
+
+
+def _with_current_context(headers: Headers) -> list[tuple[str, bytes]]:
+    """The caller's headers, with the trace context of the current (produce) span."""
+    kept = [(key, value) for key, value in headers if key not in _TRACE_HEADERS]
+    return kept + inject_kafka_headers()
 
 
 class Publisher:
@@ -76,7 +91,18 @@ class Publisher:
         metrics.EVENTS_IN_FLIGHT.inc(count)
         started = time.perf_counter()
         try:
-            await self._send_all(records, list(headers))
+            # One PRODUCER span per request batch, child of the request's span; the records
+            # carry its context, so every consumer's span hangs under this one.
+            with tracer.start_as_current_span(
+                f"send {self._topic}",
+                kind=SpanKind.PRODUCER,
+                attributes=kafka_attributes("send", self._topic, count=count),
+            ) as span:
+                if span.is_recording():
+                    keys = {key for key, _ in records}
+                    if len(keys) == 1:
+                        span.set_attribute("messaging.kafka.message.key", _text(keys.pop()))
+                await self._send_all(records, _with_current_context(headers))
         finally:
             self._in_flight -= count
             metrics.EVENTS_IN_FLIGHT.dec(count)

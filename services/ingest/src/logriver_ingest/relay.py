@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,7 +30,7 @@ from typing import Any
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, SpanKind
 
 from logriver_common.consumer_kit.backoff import Backoff
 from logriver_common.consumer_kit.commits import CommitTracker
@@ -42,6 +42,7 @@ from logriver_common.decoding import RejectReason, parse_json
 from logriver_common.event import utcnow
 from logriver_common.ids import record_event_id
 from logriver_common.retention import RetentionPolicy
+from logriver_common.telemetry import kafka_attributes, sampled_producer_context
 from logriver_ingest import metrics
 from logriver_ingest.redaction import Redactor
 from logriver_ingest.validation import validate_items
@@ -53,6 +54,21 @@ FETCH_TIMEOUT_MS = 500
 # Only the W3C trace context crosses the boundary: other headers are the producer's business.
 FORWARDED_HEADERS = frozenset({"traceparent", "tracestate"})
 _DETAIL_CHARS = 1_000
+# Links from one relay batch span to the traced producers in it: enough, and bounded.
+MAX_SPAN_LINKS = 32
+
+
+def producer_links(batches: Iterable[Sequence[Record]]) -> list[Link]:
+    """Links to the sampled producer contexts of a batch (messaging conventions for batches)."""
+    links: dict[tuple[int, int], Link] = {}
+    for records in batches:
+        for record in records:
+            context = sampled_producer_context(record.headers)
+            if context is not None:
+                links.setdefault((context.trace_id, context.span_id), Link(context))
+                if len(links) >= MAX_SPAN_LINKS:
+                    return list(links.values())
+    return list(links.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +194,8 @@ class Relay:
         with tracer.start_as_current_span(
             "logriver.relay process",
             kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": self.raw_topic,
-                "messaging.batch.message_count": count,
-            },
+            links=producer_links(fetched.values()),
+            attributes=kafka_attributes("process", self.raw_topic, count=count),
         ):
             for records in fetched.values():
                 rejected += handle_each(records, through_the_door)

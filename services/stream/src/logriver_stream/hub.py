@@ -179,7 +179,9 @@ class Hub:
             subscriber.close(reason)
             self.unregister(subscriber)
 
-    def publish(self, items: Sequence[SourceItem]) -> None:
+    def publish(self, items: Sequence[SourceItem]) -> dict[StreamRecord, int]:
+        """Fan a fetch out; returns how many subscribers got each traced record."""
+        traced: dict[StreamRecord, int] = {}
         position = self.position
         run = self.budget.run
         touched: dict[Subscriber, list[StreamRecord]] = {}
@@ -214,6 +216,8 @@ class Hub:
                     else:
                         delivered = record.with_cursor(self.codec.encode(merge(position, floor)))
                     touched.setdefault(subscriber, []).append(delivered)
+                    if record.producer is not None:
+                        traced[record] = traced.get(record, 0) + 1
         for subscriber, records in touched.items():
             subscriber.offer(records)
             if subscriber.closed is not None:
@@ -226,6 +230,7 @@ class Hub:
             self.unregister(subscriber)
         if self._floored:
             self._release_floors()
+        return traced
 
     def _release_floors(self) -> None:
         position = self.position

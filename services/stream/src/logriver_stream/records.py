@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import SpanContext
+
 from logriver_common.decoding import DEFAULT_MAX_RECORD_BYTES, Rejection, decode_event
 from logriver_common.event_rule import encode
 
@@ -41,6 +43,9 @@ class StreamRecord:
     received_at: float | None  # unix seconds, for the ingest-to-delivery latency
     body: bytes  # the event as one line of compact JSON
     cursor: str = ""  # position after this record, set by whoever delivers it
+    # The sampled producer span from the record's headers: its delivery gets a span.
+    producer: SpanContext | None = None
+    key: bytes | None = None
     _folded: str | None = field(default=None, repr=False)
     _sse: bytes | None = field(default=None, repr=False)
     _ws: str | None = field(default=None, repr=False)

@@ -12,20 +12,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from opentelemetry import trace
 
 from logriver_common import clients
+from logriver_common.telemetry import kafka_attributes, sampled_producer_context
 from logriver_common.web.health import Readiness
 from logriver_stream import metrics
 from logriver_stream.hub import Hub, SourceItem
-from logriver_stream.records import BadRecord, parse_record
+from logriver_stream.records import BadRecord, StreamRecord, parse_record
 from logriver_stream.settings import StreamSettings
 
 log = logging.getLogger(__name__)
 _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 _TOPIC_WAIT_S = 10.0
+tracer = trace.get_tracer("logriver.stream")
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
@@ -115,8 +119,11 @@ class KafkaSource:
                 self._readiness.clear("source")
             if batches:
                 items = self._decode(batches)
+                started = time.time_ns()
                 try:
-                    self._hub.publish(items)
+                    traced = self._hub.publish(items)
+                    if traced:
+                        self._delivery_spans(traced, started)
                 except Exception:  # the last guard: one batch must not end live tail
                     metrics.BAD_RECORDS.labels("publish_error").inc(len(items))
                     log.exception("live source could not fan out a batch; skipping it")
@@ -126,14 +133,48 @@ class KafkaSource:
         for tp, records in batches.items():
             for message in records:
                 offset: int = message.offset
+                record: StreamRecord | None
                 try:
-                    record = parse_record(tp.partition, offset, message.value)
+                    parsed = parse_record(tp.partition, offset, message.value)
                 except BadRecord as exc:
                     metrics.BAD_RECORDS.labels(exc.reason).inc()
                     if self._bad_logged < 20:  # enough to diagnose, not a log flood
                         self._bad_logged += 1
                         log.warning("skipping record %s@%s: %s", tp.partition, offset, exc)
                     record = None
+                else:
+                    # Only records of a sampled trace: a span per delivered event would
+                    # cost more than the delivery and flood the trace store.
+                    parsed.producer = sampled_producer_context(message.headers)
+                    if parsed.producer is not None:
+                        parsed.key = message.key
+                    record = parsed
                 items.append((tp.partition, offset, record))
         metrics.CONSUMED.inc(len(items))
         return items
+
+    def _delivery_spans(self, traced: dict[StreamRecord, int], started: int) -> None:
+        """A ``logriver.stream deliver`` span per traced record, child of its producer span.
+
+        It covers the fan-out that handed the record to its subscribers' queues.
+        """
+        topic = self._settings.kafka.topic
+        for record, subscribers in traced.items():
+            if record.producer is None:
+                continue
+            attributes = kafka_attributes(
+                "process",
+                topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key,
+            )
+            attributes["logriver.subscribers"] = subscribers
+            span = tracer.start_span(
+                "logriver.stream deliver",
+                context=trace.set_span_in_context(trace.NonRecordingSpan(record.producer)),
+                kind=trace.SpanKind.CONSUMER,
+                attributes=attributes,
+                start_time=started,
+            )
+            span.end()

@@ -228,6 +228,7 @@ class WriterConsumer:
             links=links,
             attributes={
                 "messaging.system": "kafka",
+                "messaging.operation.type": "process",
                 "messaging.destination.name": self._settings.kafka.topic,
                 "messaging.consumer.group.name": self._settings.group_id,
                 "messaging.batch.message_count": len(batch),
@@ -414,7 +415,11 @@ def start_store_spans(
             kind=SpanKind.CONSUMER,
             links=[Link(batch)],
             # No messaging.destination.name: searching Jaeger by topic finds the batch spans.
-            attributes={"messaging.system": "kafka", "logriver.events": counts[key]},
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "logriver.events": counts[key],
+            },
         )
         spans.append(span)
     return spans
