@@ -122,3 +122,13 @@ def test_errors_name_the_field(item: dict[str, Any], loc: list[str]) -> None:
     with pytest.raises(EventInvalid) as info:
         admit_object(item, now=NOW)
     assert [list(e.loc) for e in info.value.errors] == [loc]
+
+
+@pytest.mark.parametrize("name", ["api\n", "", "a" * 65, "a b", "é", "a/b", "$where"])
+def test_the_one_service_name_rule_refuses_everywhere(name: str) -> None:
+    """event.py defines the rule once; the event rule and the query filter both refuse."""
+    from logriver_common.event import SERVICE_NAME
+    from logriver_query import filters
+
+    assert SERVICE_NAME.fullmatch(name) is None
+    assert filters.SERVICE.match(name) is None

@@ -9,12 +9,13 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from logriver_alerter.delivery import Dispatcher, backoff_delay
+from logriver_alerter.delivery import Dispatcher
 from logriver_alerter.egress import EgressPolicy, EgressTransport
 from logriver_alerter.message import AlertMessage
 from logriver_alerter.rules import Channel
 from logriver_alerter.settings import AlerterSettings
 from logriver_alerter.store import Notification, Store
+from logriver_common.consumer_kit.backoff import Backoff
 from logriver_common.web.health import Readiness
 from tests.stack import eventually
 from tests.unit.alerter.fakes import FakeStore
@@ -51,13 +52,6 @@ def dispatcher(
     return Dispatcher(cast(Store, store), config, httpx.AsyncClient(transport=handler)), store
 
 
-def test_backoff_is_exponential_jittered_and_capped() -> None:
-    for attempt in range(1, 10):
-        delay = backoff_delay(attempt, 1.0, 8.0)
-        ceiling = min(8.0, 2.0 ** (attempt - 1))
-        assert ceiling / 2 <= delay <= ceiling
-
-
 async def test_retries_until_delivered_and_records_every_attempt() -> None:
     answers = iter([500, 503, 200])
     transport = httpx.MockTransport(lambda request: httpx.Response(next(answers)))
@@ -68,6 +62,26 @@ async def test_retries_until_delivered_and_records_every_attempt() -> None:
         (2, 503, "retry"),
         (3, 200, "delivered"),
     ]
+
+
+async def test_retries_wait_by_the_consumer_kits_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The one backoff policy; a delivery resumed after a restart resumes its delays."""
+    seen: list[int] = []
+    original = Backoff.next_delay
+
+    def record(self: Backoff) -> float:
+        seen.append(self.attempts)
+        return original(self)
+
+    monkeypatch.setattr(Backoff, "next_delay", record)
+    answers = iter([500, 500, 200])
+    transport = httpx.MockTransport(lambda request: httpx.Response(next(answers)))
+    delivery, _ = dispatcher(transport, delivery_max_attempts=5)
+    resumed = Notification(1, 1, "good", "firing", MESSAGE, 1)
+    assert await delivery.deliver(resumed)
+    assert seen == [1, 2]
 
 
 async def test_refusals_are_not_retried_and_unknown_channels_fail() -> None:

@@ -69,6 +69,7 @@ def test_production_refuses_the_local_cursor_secret(monkeypatch: pytest.MonkeyPa
         "LOGRIVER_MONGO_URI": "mongodb://db/",
         "LOGRIVER_REDIS_URL": "redis://r/0",
         "LOGRIVER_POSTGRES_DSN": "postgresql://u:p@pg/db",
+        "LOGRIVER_STREAM_TOKEN_SECRET": "a-real-token-secret",
     }.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match="CURSOR_SECRET"):

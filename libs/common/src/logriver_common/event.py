@@ -13,6 +13,7 @@ validation context (:class:`EventLimits`) so each service can configure them.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -101,7 +102,12 @@ EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 _ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,64}$"
-_SERVICE_PATTERN = r"^[A-Za-z0-9._\-]{1,64}$"
+# The service-name rule, written once; the event rule and the query, stream and
+# alerter filters import it. Pydantic (Rust regex) reads `$` as the end of the text;
+# Python's `re` would also match before a trailing newline, hence SERVICE_NAME's \A..\Z.
+SERVICE_CHARS = r"[A-Za-z0-9._\-]{1,64}"
+SERVICE_PATTERN = rf"^{SERVICE_CHARS}$"
+SERVICE_NAME = re.compile(rf"\A{SERVICE_CHARS}\Z")
 
 
 def limits_of(context: object) -> EventLimits:
@@ -150,7 +156,7 @@ class LogEvent(BaseModel):
         default=Level.INFO,
         description="DEBUG, INFO, WARNING, ERROR or CRITICAL; aliases (warn, err, fatal) accepted.",
     )
-    service: Annotated[str, Field(pattern=_SERVICE_PATTERN)] = Field(
+    service: Annotated[str, Field(pattern=SERVICE_PATTERN)] = Field(
         description="Emitting service: 1 to 64 of [A-Za-z0-9._-]."
     )
     message: str = Field(description="The log line; capped (default 32 KiB of UTF-8).")
@@ -322,43 +328,63 @@ def _check_scalar(value: object) -> None:
         raise ValueError(_NUL_TEXT)
 
 
+# Metadata keys repeat from event to event: remember the ones already checked (bounded).
+_GOOD_KEYS: set[object] = set()
+_MAX_GOOD_KEYS = 10_000
+
+
+def _check_key(key: object) -> None:
+    # MongoDB reads `$` prefixes as operators and `.` as paths: neither may reach storage.
+    if (
+        not isinstance(key, str)
+        or not 0 < len(key) <= 128
+        or key[0] == "$"
+        or "." in key
+        or "\x00" in key
+    ):
+        raise ValueError(
+            f"metadata key {str(key)[:130]!r} is invalid: keys are 1 to 128 characters, may "
+            "not start with '$' or contain '.' or NUL"
+        )
+    if len(_GOOD_KEYS) >= _MAX_GOOD_KEYS:
+        _GOOD_KEYS.clear()
+    _GOOD_KEYS.add(key)
+
+
+def _check_item(item: object, depth: int, pending: list[tuple[object, int]]) -> None:
+    kind = type(item)
+    if kind is str:
+        if "\x00" in item:  # type: ignore[operator]
+            raise ValueError(_NUL_TEXT)
+    elif kind is dict or kind is list or isinstance(item, dict | list):
+        pending.append((item, depth))
+    elif item is not None and kind is not bool:
+        _check_scalar(item)
+
+
 def check_metadata(root: dict[str, Any], limits: EventLimits) -> int:
     """Validate nesting, keys and scalars; return the number of keys seen.
 
     Depth counts containers: the metadata object is level 1. Iterative (a
-    hostile depth cannot exhaust the stack), because this runs for every event.
+    hostile depth cannot exhaust the stack), and it runs for every event on
+    every hop, so known-good keys are a set lookup.
     """
     keys = 0
+    good = _GOOD_KEYS
+    max_depth = limits.max_metadata_depth
     pending: list[tuple[object, int]] = [(root, 1)]
     while pending:
         value, depth = pending.pop()
-        if depth > limits.max_metadata_depth:
-            raise ValueError(f"metadata is nested deeper than {limits.max_metadata_depth} levels")
-        if isinstance(value, dict):
+        if depth > max_depth:
+            raise ValueError(f"metadata is nested deeper than {max_depth} levels")
+        if type(value) is dict:
+            keys += len(value)
             for key, item in value.items():
-                # MongoDB reads `$` prefixes as operators and `.` as paths: neither may
-                # reach storage. (Inlined: a call per key is measurable at gateway rates.)
-                if (
-                    not isinstance(key, str)
-                    or not 0 < len(key) <= 128
-                    or key[0] == "$"
-                    or "." in key
-                    or "\x00" in key
-                ):
-                    raise ValueError(
-                        f"metadata key {key!r} is invalid: keys are 1 to 128 characters, may "
-                        "not start with '$' or contain '.'"
-                    )
-                keys += 1
-                if isinstance(item, dict | list):
-                    pending.append((item, depth + 1))
-                elif item is not None and type(item) is not bool:
-                    _check_scalar(item)
+                if key not in good:
+                    _check_key(key)
+                _check_item(item, depth + 1, pending)
         else:
             assert isinstance(value, list)  # noqa: S101 - only containers are queued
             for item in value:
-                if isinstance(item, dict | list):
-                    pending.append((item, depth + 1))
-                elif item is not None and type(item) is not bool:
-                    _check_scalar(item)
+                _check_item(item, depth + 1, pending)
     return keys

@@ -3,7 +3,9 @@
 A service's settings class (its own prefix, e.g. ``LOGRIVER_INGEST_``) composes
 these, so one ``LOGRIVER_KAFKA_BOOTSTRAP_SERVERS`` configures every service that
 talks to Kafka. Defaults point at the local stack (``make up``); in production
-mode a connection that still has its local default refuses to start.
+mode a connection that still has its local default, or a secret that is still
+its local default (:func:`local_secret`), refuses to start: the one check is
+:func:`refuse_local_defaults`, run by every :class:`ServiceSettings`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,15 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Mode = Literal["local", "production"]
+
+# Default secrets that sign or authenticate on the local stack only (see local_secret).
+_LOCAL_SECRETS: set[str] = set()
+
+
+def local_secret(value: str) -> SecretStr:
+    """A secret's local-stack default; production mode refuses to start with it."""
+    _LOCAL_SECRETS.add(value)
+    return SecretStr(value)
 
 
 class ConnectionSettings(BaseSettings):
@@ -119,12 +130,37 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_local_defaults_in_production(self) -> ServiceSettings:
-        if self.mode != "production":
-            return self
-        for name, value in self:
-            if isinstance(value, ConnectionSettings) and value.uses_local_default():
+        if self.mode == "production":
+            refuse_local_defaults(self)
+        return self
+
+
+def refuse_local_defaults(settings: BaseSettings) -> None:
+    """The one production check: no connection or secret may keep its local default.
+
+    Walks the settings and the settings classes nested in them (a service's
+    ``kafka``, ``postgres``, stream ``tokens``...). A secret declared with
+    :func:`local_secret` must be set to something else, and not left empty.
+    """
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    for name, value in settings:
+        if isinstance(value, ConnectionSettings):
+            if value.uses_local_default():
                 raise ValueError(
                     f"LOGRIVER_MODE=production but {name} still points at the local stack; "
                     f"set {value.env_name()}"
                 )
-        return self
+        elif isinstance(value, BaseSettings):
+            refuse_local_defaults(value)
+        elif isinstance(value, SecretStr) and _is_local_secret(settings, name, value):
+            raise ValueError(
+                f"LOGRIVER_MODE=production but {name} is the local default; "
+                f"set {(prefix + name).upper()}"
+            )
+
+
+def _is_local_secret(settings: BaseSettings, name: str, value: SecretStr) -> bool:
+    default = type(settings).model_fields[name].default
+    declared_local = isinstance(default, SecretStr) and default.get_secret_value() in _LOCAL_SECRETS
+    secret = value.get_secret_value()
+    return declared_local and (secret in _LOCAL_SECRETS or not secret)

@@ -14,9 +14,6 @@ invalidates every token issued for it.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import time
 from typing import Annotated
 
@@ -24,13 +21,16 @@ import orjson
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from logriver_common import signing
+from logriver_common.settings import local_secret
+
 LOCAL_SECRET = "logriver-local-stream-token-secret"  # noqa: S105 - local stack only
 
 
 class StreamTokenSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOGRIVER_STREAM_TOKEN_", extra="ignore")
 
-    secret: SecretStr = SecretStr(LOCAL_SECRET)
+    secret: SecretStr = local_secret(LOCAL_SECRET)
     ttl_seconds: int = 300
 
 
@@ -44,37 +44,23 @@ class InvalidToken(ValueError):
     pass
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _sign(secret: SecretStr, payload: str) -> str:
-    digest = hmac.new(secret.get_secret_value().encode(), payload.encode(), hashlib.sha256)
-    return _b64(digest.digest())
-
-
 def issue_token(settings: StreamTokenSettings, key_id: str, scopes: list[str]) -> tuple[str, float]:
     """A token for ``key_id`` and its expiry (unix seconds)."""
     expires_at = time.time() + settings.ttl_seconds
     claims = StreamTokenClaims(key_id=key_id, scopes=scopes, expires_at=expires_at)
-    payload = _b64(orjson.dumps(claims.model_dump()))
-    return f"{payload}.{_sign(settings.secret, payload)}", expires_at
+    return signing.sign(settings.secret, orjson.dumps(claims.model_dump())), expires_at
 
 
 def verify_token(settings: StreamTokenSettings, token: str) -> StreamTokenClaims:
     """The claims of a valid, unexpired token; raises InvalidToken otherwise."""
-    # compare_digest raises TypeError on non-ASCII text: refuse those tokens first.
-    if len(token) > 2048 or token.count(".") != 1 or not token.isascii():
-        raise InvalidToken("malformed token")
-    payload, signature = token.split(".")
-    if not hmac.compare_digest(_sign(settings.secret, payload), signature):
-        raise InvalidToken("bad token signature")
     try:
-        claims = StreamTokenClaims.model_validate_json(_unb64(payload))
+        payload = signing.verify(settings.secret, token, max_length=2048)
+    except signing.SignatureMismatch:
+        raise InvalidToken("bad token signature") from None
+    except signing.MalformedToken:
+        raise InvalidToken("malformed token") from None
+    try:
+        claims = StreamTokenClaims.model_validate_json(payload)
     except (ValidationError, ValueError) as exc:
         raise InvalidToken("malformed token claims") from exc
     if claims.expires_at < time.time():

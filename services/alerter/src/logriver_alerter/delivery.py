@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from logriver_alerter.egress import EgressRefused
 from logriver_alerter.rules import Channel, WebhookChannel
 from logriver_alerter.settings import AlerterSettings
 from logriver_alerter.store import Notification, Store
+from logriver_common.consumer_kit.backoff import Backoff
 from logriver_common.web.health import Readiness
 
 log = logging.getLogger(__name__)
@@ -47,13 +47,6 @@ class AttemptResult:
     status_code: int | None
     error: str | None
     duration_ms: float
-
-
-def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
-    """Exponential with full jitter, capped (attempt counts from 1)."""
-    ceiling = min(max_s, base_s * 2.0 ** (attempt - 1))
-    jitter: float = random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
-    return ceiling / 2 + jitter
 
 
 class Dispatcher:
@@ -194,6 +187,9 @@ class Dispatcher:
         if channel is None and problem is None:
             problem = "channel does not exist"
         attempt = notification.attempts
+        # The one backoff policy (the consumer kit's); a resumed delivery resumes its delays.
+        backoff = Backoff(settings.delivery_backoff_s, settings.delivery_backoff_max_s)
+        backoff.attempts = attempt
         while attempt < settings.delivery_max_attempts:
             attempt += 1
             if channel is None:
@@ -223,9 +219,7 @@ class Dispatcher:
                         extra={"channel": notification.channel, "error": result.error},
                     )
                 return outcome == "delivered"
-            await asyncio.sleep(
-                backoff_delay(attempt, settings.delivery_backoff_s, settings.delivery_backoff_max_s)
-            )
+            await asyncio.sleep(backoff.next_delay())
         return False
 
     async def attempt(self, channel: Channel, notification: Notification) -> AttemptResult:

@@ -21,7 +21,6 @@ from logriver_alerter.message import AlertMessage, TopMessage, console_link, tra
 from logriver_alerter.rules import (
     CHANNEL_NAME_PATTERN,
     ID_PATTERN,
-    SERVICE_PATTERN,
     ChannelSpec,
     RuleSpec,
     Severity,
@@ -32,6 +31,7 @@ from logriver_alerter.rules import (
 from logriver_alerter.settings import AlerterSettings
 from logriver_alerter.store import Store
 from logriver_common.auth import Scope, require_scope
+from logriver_common.event import SERVICE_PATTERN
 from logriver_common.web.errors import ApiError
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_scope(Scope.ADMIN))])

@@ -32,7 +32,6 @@ SELECTOR_PATTERN = r"^[A-Za-z0-9._\-*?\[\]!]{1,64}$"
 LABEL_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,62}$"
 # Ids the API hands out (secrets.token_hex), generous enough for hand-made ones.
 ID_PATTERN = r"^[A-Za-z0-9._\-]{1,128}$"
-SERVICE_PATTERN = r"^[A-Za-z0-9._\-]{1,64}$"
 MAX_WINDOW_S = 3600
 
 

@@ -17,8 +17,8 @@ from pymongo.monitoring import CommandListener
 from logriver_common import clients
 from logriver_common.app import create_service_app
 from logriver_common.auth import ApiKeyStore
-from logriver_common.stream_tokens import LOCAL_SECRET, StreamTokenSettings
 from logriver_common.web.errors import error_response
+from logriver_query import trace_view
 from logriver_query.cache import AggregationCache
 from logriver_query.metrics import LatencyMiddleware
 from logriver_query.routes import QueryContext, router
@@ -34,12 +34,6 @@ def create_app(
 ) -> FastAPI:
     """``mongo_listeners`` lets tests watch where each database command goes."""
     settings = settings or QuerySettings()
-    stream_tokens = StreamTokenSettings()
-    if settings.mode == "production" and stream_tokens.secret.get_secret_value() == LOCAL_SECRET:
-        raise ValueError(
-            "LOGRIVER_MODE=production but the stream token secret is the local default; "
-            "set LOGRIVER_STREAM_TOKEN_SECRET"
-        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,7 +51,7 @@ def create_app(
                 cache=AggregationCache(
                     redis, ttl_s=settings.cache_ttl_seconds, lock_ms=settings.cache_lock_ms
                 ),
-                stream_tokens=stream_tokens,
+                stream_tokens=settings.stream_tokens,
             )
             app.state.readiness.add("mongodb", partial(clients.check_mongo, mongo))
             app.state.readiness.add("redis", partial(clients.check_redis, redis))
@@ -80,6 +74,7 @@ def create_app(
     app.openapi = partial(_openapi_without_422, app)  # type: ignore[method-assign]
     app.add_middleware(LatencyMiddleware)
     app.include_router(router)
+    app.include_router(trace_view.router)
     # Last: the mount at "/" would otherwise shadow every route registered after it.
     app.mount("/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
     return app

@@ -10,10 +10,6 @@ pages, so pages neither skip nor repeat events while new ones arrive.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +17,7 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
+from logriver_common import signing
 from logriver_query.filters import EVENT_ID, Order, TimeRange
 
 VERSION = 1
@@ -60,21 +57,9 @@ class Position:
         return {"$or": [{"timestamp": {strict: ts}}, {"timestamp": ts, "_id": {tie: self.id}}]}
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _sign(secret: SecretStr, payload: str) -> str:
-    mac = hmac.new(secret.get_secret_value().encode(), payload.encode(), hashlib.sha256)
-    return _b64(mac.digest())
-
-
 def encode(position: Position, secret: SecretStr) -> str:
-    payload = _b64(
+    return signing.sign(
+        secret,
         orjson.dumps(
             [
                 VERSION,
@@ -85,24 +70,21 @@ def encode(position: Position, secret: SecretStr) -> str:
                 to_ms(position.window.since),
                 to_ms(position.window.until),
             ]
-        )
+        ),
     )
-    return f"{payload}.{_sign(secret, payload)}"
 
 
 def decode(token: str, secret: SecretStr, *, filter_hash: str, order: Order) -> Position:
     """The position in a cursor issued for this filter set and order, or InvalidCursor."""
-    if len(token) > MAX_CURSOR_LENGTH or token.count(".") != 1:
-        raise InvalidCursor("malformed cursor")
-    if not token.isascii():
-        # hmac.compare_digest refuses non-ASCII str (TypeError), and a cursor is base64url.
-        raise InvalidCursor("malformed cursor")
-    payload, signature = token.split(".")
-    if not hmac.compare_digest(_sign(secret, payload), signature):
-        raise InvalidCursor("cursor signature does not match (edited or truncated?)")
     try:
-        values = orjson.loads(_unb64(payload))
-    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        payload = signing.verify(secret, token, max_length=MAX_CURSOR_LENGTH)
+    except signing.SignatureMismatch:
+        raise InvalidCursor("cursor signature does not match (edited or truncated?)") from None
+    except signing.MalformedToken:
+        raise InvalidCursor("malformed cursor") from None
+    try:
+        values = orjson.loads(payload)
+    except orjson.JSONDecodeError:
         raise InvalidCursor("malformed cursor") from None
     if not isinstance(values, list) or len(values) != 7 or values[0] != VERSION:
         raise InvalidCursor("unsupported cursor version")

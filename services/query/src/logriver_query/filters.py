@@ -19,14 +19,14 @@ from typing import Any, Literal
 import orjson
 
 from logriver_common.documents import LEVELS, levels_at_or_above
-from logriver_common.event import Level
+from logriver_common.event import SERVICE_NAME, Level
 from logriver_common.web.errors import ApiError
 from logriver_query.settings import QuerySettings
 
 Params = Mapping[str, Sequence[str]]
 Order = Literal["desc", "asc"]
 
-SERVICE = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+SERVICE = SERVICE_NAME
 TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 EVENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 # Stricter than what the event model accepts as a key: no dots (no nested paths),

@@ -6,10 +6,17 @@ or tighten it without a release; the defaults suit the local stack.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from logriver_common.settings import MongoSettings, PostgresSettings, RedisSettings, ServiceSettings
+from logriver_common.settings import (
+    MongoSettings,
+    PostgresSettings,
+    RedisSettings,
+    ServiceSettings,
+    local_secret,
+)
+from logriver_common.stream_tokens import StreamTokenSettings
 
 # Signs pagination cursors. Local stack only: production refuses to start with it.
 LOCAL_CURSOR_SECRET = "logriver-local-cursor-secret"  # noqa: S105
@@ -25,7 +32,9 @@ class QuerySettings(ServiceSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
 
-    cursor_secret: SecretStr = SecretStr(LOCAL_CURSOR_SECRET)
+    cursor_secret: SecretStr = local_secret(LOCAL_CURSOR_SECRET)
+    # Issues the console's stream tokens (LOGRIVER_STREAM_TOKEN_*, shared with the stream).
+    stream_tokens: StreamTokenSettings = Field(default_factory=StreamTokenSettings)
 
     # Reads: secondaries may lag at most this much (90 s is MongoDB's minimum).
     max_staleness_seconds: int = Field(default=90, ge=90)
@@ -50,15 +59,3 @@ class QuerySettings(ServiceSettings):
 
     jaeger_ui_url: str = "http://127.0.0.1:16686"
     stream_base_url: str = "http://127.0.0.1:8002"
-
-    @model_validator(mode="after")
-    def _no_local_cursor_secret_in_production(self) -> QuerySettings:
-        if self.mode == "production" and self.cursor_secret.get_secret_value() in (
-            LOCAL_CURSOR_SECRET,
-            "",
-        ):
-            raise ValueError(
-                "LOGRIVER_MODE=production but the cursor secret is the local default; "
-                "set LOGRIVER_QUERY_CURSOR_SECRET"
-            )
-        return self

@@ -39,14 +39,14 @@ import orjson
 import re2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from logriver_common.event import Level
+from logriver_common.event import SERVICE_PATTERN, Level
 from logriver_stream.records import StreamRecord
 
 MAX_SERVICES = 50
 MAX_META = 20
 MAX_TEXT = 256
 _META_KEY = re.compile(r"^[A-Za-z0-9_\-]{1,128}(\.[A-Za-z0-9_\-]{1,128}){0,4}$")
-_SERVICE = r"^[A-Za-z0-9._\-]{1,64}$"
+_SERVICE = SERVICE_PATTERN
 
 # Query parameters that configure the stream rather than the filter.
 CONTROL_PARAMS = frozenset({"token", "resume", "since"})

@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from logriver_common.settings import KafkaSettings, PostgresSettings, ServiceSettings
-from logriver_common.stream_tokens import LOCAL_SECRET, StreamTokenSettings
+from logriver_common.stream_tokens import StreamTokenSettings
 
 
 class OverflowPolicy(StrEnum):
@@ -75,17 +75,5 @@ class StreamSettings(ServiceSettings):
             raise ValueError(
                 f"LOGRIVER_STREAM_QUEUE_SIZE ({self.queue_size}) must be at least "
                 f"LOGRIVER_STREAM_FETCH_MAX_RECORDS ({self.fetch_max_records})"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _no_local_token_secret_in_production(self) -> StreamSettings:
-        if self.mode == "production" and self.tokens.secret.get_secret_value() in (
-            LOCAL_SECRET,
-            "",
-        ):
-            raise ValueError(
-                "LOGRIVER_MODE=production but the stream token secret is the local default; "
-                "set LOGRIVER_STREAM_TOKEN_SECRET"
             )
         return self
