@@ -21,7 +21,11 @@ class Stack:
 
 
 STACK = Stack()
-_PORTS = [9092, 27017, 27018, 27019, 6379, 5432, 4317, 16686]
+# Jaeger is not among them: `make up` builds it in the background (devstack/jaeger.py);
+# tests that read traces wait for it with wait_for_jaeger().
+_PORTS = [9092, 27017, 27018, 27019, 6379, 5432]
+# A cold Jaeger build takes minutes on two cores.
+JAEGER_WAIT_S = 900.0
 
 T = TypeVar("T")
 
@@ -52,3 +56,17 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"{what} not reached within {within}s (last: {last!r})")
+
+
+async def wait_for_jaeger(within: float = JAEGER_WAIT_S) -> None:
+    """Poll Jaeger's query API until it answers (it may still be building)."""
+    import httpx
+
+    async def up() -> bool:
+        try:
+            async with httpx.AsyncClient(base_url=STACK.jaeger_query, timeout=2) as http:
+                return (await http.get("/api/services")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await eventually(up, within=within, interval=2.0, what="Jaeger (still building?)")

@@ -19,6 +19,7 @@ from logriver_common.app import create_service_app
 from logriver_common.auth import ApiKeyStore
 from logriver_common.web.errors import error_response
 from logriver_query import trace_view
+from logriver_query import trace_view
 from logriver_query.cache import AggregationCache
 from logriver_query.metrics import LatencyMiddleware
 from logriver_query.routes import QueryContext, router
@@ -74,6 +75,7 @@ def create_app(
     app.openapi = partial(_openapi_without_422, app)  # type: ignore[method-assign]
     app.add_middleware(LatencyMiddleware)
     app.include_router(router)
+    app.include_router(trace_view.router)
     app.include_router(trace_view.router)
     # Last: the mount at "/" would otherwise shadow every route registered after it.
     app.mount("/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
