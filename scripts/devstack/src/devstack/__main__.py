@@ -44,11 +44,19 @@ def install() -> None:
 
 
 def up(with_services: bool) -> None:
-    install()
+    # Jaeger is off the critical path: jaeger.start() builds it in the background when
+    # its binary is missing, and starts it once built (see devstack/jaeger.py).
+    for name, part in [*PARTS, *TOOLS]:
+        if part is jaeger:
+            continue
+        started = time.monotonic()
+        part.install()
+        print(f"  installed {name:<9} ({time.monotonic() - started:.1f}s)", flush=True)
     for name, part in PARTS:
         started = time.monotonic()
-        part.start()
-        print(f"  started   {name:<9} ({time.monotonic() - started:.1f}s)", flush=True)
+        outcome = part.start()
+        what = "started" if outcome in (None, "running") else outcome
+        print(f"  {name:<9} {what} ({time.monotonic() - started:.1f}s)", flush=True)
     if with_services:
         started = time.monotonic()
         services.start()
@@ -73,11 +81,17 @@ def status() -> None:
         ("postgres", postgres.NAME, postgres.dsn()),
         ("redis", redis.NAME, f"redis://127.0.0.1:{redis.PORT}/0"),
         ("kafka", kafka.NAME, f"127.0.0.1:{kafka.PORT} (topics: {', '.join(kafka.TOPICS)})"),
-        ("jaeger", jaeger.NAME, f"UI {jaeger.QUERY_URL}  OTLP grpc 127.0.0.1:4317 http :4318"),
     ]
     for label, pid_name, where in rows:
         pid = process.read_pid(pid_name)
         print(f"  {label:<9} {'pid ' + str(pid) if pid else 'stopped':<11} {where}")
+    jaeger_state = jaeger.describe()
+    pid = process.read_pid(jaeger.NAME) or process.read_pid(jaeger.BUILDER)
+    shown = f"pid {pid}" if jaeger_state == "running" else jaeger_state
+    where = f"API {jaeger.QUERY_URL}/api (no UI)  OTLP grpc 127.0.0.1:4317 http :4318"
+    if jaeger_state == "building":
+        where += f"  (go build, pid {pid}; log {paths.log_file(jaeger.BUILDER)})"
+    print(f"  {'jaeger':<9} {shown:<11} {where}")
     pids = [process.read_pid(f"mongod-{p}") for p in mongo.PORTS]
     running = [str(p) for p in pids if p]
     state = f"pids {','.join(running)}" if running else "stopped"
@@ -90,6 +104,8 @@ def status() -> None:
     if any(process.read_pid(service.name) for service in services.SERVICES):
         print(
             "\n  web console:  http://127.0.0.1:8001/   (search; live tail at /tail.html)"
+            "\n  traces:       http://127.0.0.1:8001/trace.html?trace_id=<id>   (spans and logs;"
+            "\n                the local Jaeger has no UI, only its API at :16686/api)"
             "\n  API key (local mode, all scopes; never valid in production):"
             f"\n    {DEV_KEY}"
             "\n  try it:"
