@@ -14,7 +14,6 @@ import gzip
 import json
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -248,7 +247,3 @@ class HttpTransport:
         if bad:
             log.warning("logriver: gateway rejected %d of %d events", len(bad), len(chunk))
         return Outcome(delivered=accepted, rejected=len(chunk) - accepted, errors=errors)
-
-
-def monotonic_deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout

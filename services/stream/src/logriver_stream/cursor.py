@@ -115,8 +115,3 @@ def merge(a: Position, b: Position) -> dict[int, int]:
         if offset > merged.get(partition, -1):
             merged[partition] = offset
     return merged
-
-
-def at_or_beyond(position: Position, floor: Position) -> bool:
-    """True when ``position`` has reached ``floor`` on every partition of ``floor``."""
-    return all(position.get(p, 0) >= offset for p, offset in floor.items())

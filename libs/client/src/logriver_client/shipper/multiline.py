@@ -84,8 +84,3 @@ class MultilineJoiner:
 
     def flush(self) -> list[Record]:
         return [self._finish()] if self._pending is not None else []
-
-    @property
-    def pending_start(self) -> int | None:
-        """Where the unfinished record starts: the checkpoint must not pass it."""
-        return None if self._pending is None else self._pending.start
