@@ -34,7 +34,7 @@ from pymongo import AsyncMongoClient
 
 from bench.results import publish_figures
 from logriver_alerter.rules import ChannelSpec, RuleSpec
-from logriver_alerter.store import Store
+from logriver_alerter.store import migrate, postgres_repositories
 from logriver_common.auth import DEV_KEY
 from logriver_common.event import Level, LogEvent
 from tests.integration.alerter.receivers import Receiver, webhook_handler
@@ -177,13 +177,13 @@ async def run(events: int, bursts: int) -> None:
         # every tick evaluates all of them.
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
         assert pool is not None  # noqa: S101
-        store = Store(pool)
-        await store.migrate()
-        await store.put_channel(
+        await migrate(pool)
+        store = postgres_repositories(pool)
+        await store.channels.put(
             "hook", ChannelSpec.model_validate({"type": "webhook", "url": receiver.url})
         )
         for rule in rules(tag):
-            await store.create_rule(RuleSpec.model_validate(rule))
+            await store.rules.create(RuleSpec.model_validate(rule))
         await pool.close()
         proc = ServiceProcess(
             "alerter",

@@ -10,9 +10,11 @@ import asyncpg
 import pytest
 
 from logriver_alerter.evaluator import build_message
+from logriver_alerter.records import Observation
+from logriver_alerter.repositories import Repositories
 from logriver_alerter.rules import RuleSpec
 from logriver_alerter.settings import AlerterSettings
-from logriver_alerter.store import Observation, Store
+from logriver_alerter.store import migrate, postgres_repositories
 
 pytestmark = [pytest.mark.integration]
 
@@ -20,15 +22,16 @@ SEEN = Observation(value=0.9, threshold=0.5, matched=9, total=10, window_seconds
 
 
 @pytest.fixture
-async def store(db: asyncpg.Pool) -> Store:
-    store = Store(db)
-    assert await store.migrate() == [1]
-    assert await store.migrate() == []  # idempotent
-    return store
+async def store(db: asyncpg.Pool) -> Repositories:
+    assert await migrate(db) == [1]
+    assert await migrate(db) == []  # idempotent
+    return postgres_repositories(db)
 
 
-async def test_concurrent_transitions_have_exactly_one_winner(store: Store) -> None:
-    rule = await store.create_rule(
+async def test_concurrent_transitions_have_exactly_one_winner(
+    store: Repositories, db: asyncpg.Pool
+) -> None:
+    rule = await store.rules.create(
         RuleSpec.model_validate(
             {
                 "name": "r",
@@ -40,7 +43,9 @@ async def test_concurrent_transitions_have_exactly_one_winner(store: Store) -> N
         )
     )
     now = datetime.now(UTC)
-    opened = await asyncio.gather(*(store.open_pending(rule, "api", SEEN, now) for _ in range(4)))
+    opened = await asyncio.gather(
+        *(store.incidents.open_pending(rule, "api", SEEN, now) for _ in range(4))
+    )
     winners = [row for row in opened if row is not None]
     assert len(winners) == 1
     alert_id = winners[0].id
@@ -51,7 +56,7 @@ async def test_concurrent_transitions_have_exactly_one_winner(store: Store) -> N
 
     fired = await asyncio.gather(
         *(
-            store.fire(alert_id, SEEN, now, silenced=False, outbox=outbox, lease_s=60)
+            store.incidents.fire(alert_id, SEEN, now, silenced=False, outbox=outbox, lease_s=60)
             for _ in range(4)
         )
     )
@@ -64,20 +69,22 @@ async def test_concurrent_transitions_have_exactly_one_winner(store: Store) -> N
     )
     outbox = [("a", recovered), ("b", recovered)]
     resolved = await asyncio.gather(
-        *(store.resolve(alert_id, SEEN, now, outbox=outbox, lease_s=60) for _ in range(4))
+        *(store.incidents.resolve(alert_id, SEEN, now, outbox=outbox, lease_s=60) for _ in range(4))
     )
     assert len([r for r in resolved if r is not None]) == 1
-    kinds = await store.pool.fetch("SELECT kind FROM alert_notifications ORDER BY id")
+    kinds = await db.fetch("SELECT kind FROM alert_notifications ORDER BY id")
     assert [k["kind"] for k in kinds] == ["firing", "firing", "resolved", "resolved"]
-    row = await store.get_alert(alert_id)
+    row = await store.incidents.get(alert_id)
     assert row is not None
     assert row.state == "resolved"
     assert row.fired_at is not None
     assert row.resolved_at is not None
 
 
-async def test_an_expired_lease_hands_a_notification_to_the_sweeper(store: Store) -> None:
-    rule = await store.create_rule(
+async def test_an_expired_lease_hands_a_notification_to_the_sweeper(
+    store: Repositories, db: asyncpg.Pool
+) -> None:
+    rule = await store.rules.create(
         RuleSpec.model_validate(
             {
                 "name": "r",
@@ -90,10 +97,12 @@ async def test_an_expired_lease_hands_a_notification_to_the_sweeper(store: Store
     )
     now = datetime.now(UTC)
     message = build_message("test", rule, "api", SEEN, None, now, AlerterSettings(), started_at=now)
-    leased = await store.enqueue_test("a", message, lease_s=60)
-    assert await store.claim_orphans(10, lease_s=60) == []  # still leased to its instance
-    await store.release(leased.id)
-    claimed = await store.claim_orphans(10, lease_s=60)
+    leased = await store.deliveries.enqueue_test("a", message, lease_s=60)
+    assert (
+        await store.deliveries.claim_orphans(10, lease_s=60) == []
+    )  # still leased to its instance
+    await store.deliveries.release(leased.id)
+    claimed = await store.deliveries.claim_orphans(10, lease_s=60)
     assert [n.id for n in claimed] == [leased.id]
     assert claimed[0].message == message
-    assert await store.claim_orphans(10, lease_s=60) == []  # now leased to the claimer
+    assert await store.deliveries.claim_orphans(10, lease_s=60) == []  # now leased to the claimer

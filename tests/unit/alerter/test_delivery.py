@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
@@ -12,9 +12,9 @@ import pytest
 from logriver_alerter.delivery import Dispatcher
 from logriver_alerter.egress import EgressPolicy, EgressTransport
 from logriver_alerter.message import AlertMessage
+from logriver_alerter.records import Notification
 from logriver_alerter.rules import Channel
 from logriver_alerter.settings import AlerterSettings
-from logriver_alerter.store import Notification, Store
 from logriver_common.consumer_kit.backoff import Backoff
 from logriver_common.web.health import Readiness
 from tests.stack import eventually
@@ -49,7 +49,7 @@ def dispatcher(
             **settings,
         }
     )
-    return Dispatcher(cast(Store, store), config, httpx.AsyncClient(transport=handler)), store
+    return Dispatcher(store.repos, config, httpx.AsyncClient(transport=handler)), store
 
 
 async def test_retries_until_delivered_and_records_every_attempt() -> None:
@@ -238,7 +238,7 @@ async def test_a_worker_that_dies_makes_the_service_unready_and_its_lane_restart
     readiness = Readiness()
     delivery, store = dispatcher(httpx.MockTransport(lambda request: httpx.Response(200)))
     delivery.readiness = readiness
-    record = store.record_attempt
+    record = store.deliveries.record_attempt
     raised = False
 
     async def record_once_fatally(*args: Any, **kwargs: Any) -> None:
@@ -248,7 +248,7 @@ async def test_a_worker_that_dies_makes_the_service_unready_and_its_lane_restart
             raise Fatal
         await record(*args, **kwargs)
 
-    store.record_attempt = record_once_fatally  # type: ignore[method-assign]
+    store.deliveries.record_attempt = record_once_fatally  # type: ignore[method-assign]
     delivery.submit([notification("good", 1)])
     try:
         await eventually(

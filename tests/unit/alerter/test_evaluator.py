@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from logriver_alerter.evaluator import Evaluator, judge
+from logriver_alerter.records import Notification, Observation
 from logriver_alerter.rules import Rule, Silence
 from logriver_alerter.settings import AlerterSettings
-from logriver_alerter.store import Notification, Observation, Store
 from logriver_common.event import Level, LogEvent
 from tests.unit.alerter.fakes import FakeStore
 
@@ -50,7 +50,7 @@ class Sink:
 async def setup(rule: Rule) -> tuple[Evaluator, FakeStore, Sink, Clock]:
     store, sink, clock = FakeStore([rule]), Sink(), Clock()
     settings = AlerterSettings(lateness_s=0)
-    evaluator = Evaluator(cast(Store, store), sink, settings, clock)
+    evaluator = Evaluator(store.repos, sink, settings, clock)
     await evaluator.refresh()
     evaluator.install(0, {}, [])
     return evaluator, store, sink, clock
@@ -158,9 +158,9 @@ async def test_lost_race_takes_the_state_from_the_store() -> None:
     evaluator, store, sink, clock = await setup(make_rule())
     rule = store.rules[0]
     # Another instance already has this incident firing.
-    row = await store.open_pending(rule, "api", judge_obs(), clock.now)
+    row = await store.incidents.open_pending(rule, "api", judge_obs(), clock.now)
     assert row is not None
-    await store.fire(row.id, judge_obs(), clock.now, silenced=False, outbox=[], lease_s=1)
+    await store.incidents.fire(row.id, judge_obs(), clock.now, silenced=False, outbox=[], lease_s=1)
     feed(evaluator, clock, "api", Level.ERROR, 10)
     clock.now += timedelta(seconds=1)
     await evaluator.tick()

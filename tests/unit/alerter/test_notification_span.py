@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import cast
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -11,7 +10,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from logriver_alerter.evaluator import Evaluator
 from logriver_alerter.settings import AlerterSettings
-from logriver_alerter.store import Store
 from logriver_common.event import Level, LogEvent
 from tests.unit.alerter.fakes import FakeStore
 from tests.unit.alerter.test_evaluator import Clock, Sink, feed, make_rule
@@ -26,7 +24,7 @@ async def _evaluator() -> tuple[Evaluator, InMemorySpanExporter, Sink, Clock]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     store, sink, clock = FakeStore([make_rule()]), Sink(), Clock()
     evaluator = Evaluator(
-        cast(Store, store),
+        store.repos,
         sink,
         AlerterSettings(lateness_s=0),
         clock,

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
@@ -31,7 +30,7 @@ from pymongo.errors import PyMongoError
 from logriver_alerter import metrics
 from logriver_alerter.evaluator import Evaluator
 from logriver_alerter.rebuild import partition_for, rebuild
-from logriver_alerter.store import Store
+from logriver_alerter.repositories import Repositories, StorageUnavailable
 from logriver_common.consumer_kit.backoff import Backoff
 from logriver_common.consumer_kit.dead_letters import DeadLetterQueue, Rejected
 from logriver_common.consumer_kit.isolation import handle_each
@@ -58,7 +57,7 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         self,
         consumer: AIOKafkaConsumer,
         evaluator: Evaluator,
-        store: Store,
+        store: Repositories,
         logs: AsyncCollection[dict[str, Any]],
         *,
         topic: str,
@@ -205,8 +204,8 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                 del self.pending[p]
         progress = {p: (o, self.received.get(p, self.clock())) for p, o in offsets.items()}
         try:
-            await self.store.save_progress(self.group_id, self.topic, progress)
-        except (asyncpg.PostgresError, OSError) as exc:
+            await self.store.progress.save(self.group_id, self.topic, progress)
+        except StorageUnavailable as exc:
             # An older progress row only widens the rebuild's overlap: still correct.
             log.warning("could not save progress", extra={"error": str(exc)})
 
@@ -241,7 +240,7 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         for attempt in range(1, REBUILD_ATTEMPTS + 1):
             try:
                 await self.evaluator.refresh()
-                progress = await self.store.load_progress(self.group_id, self.topic)
+                progress = await self.store.progress.load(self.group_id, self.topic)
                 since = self.clock() - timedelta(seconds=self.evaluator.retention_s)
                 rebuilt = await rebuild(
                     self.logs,
@@ -250,9 +249,9 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                     since=since,
                     committed_at={p: at for p, (_, at) in progress.items()},
                 )
-                alerts = await self.store.active_alerts()
+                alerts = await self.store.incidents.active()
                 break
-            except (PyMongoError, asyncpg.PostgresError, OSError) as exc:
+            except (PyMongoError, StorageUnavailable) as exc:
                 log.warning("rebuild failed", extra={"attempt": attempt, "error": str(exc)})
                 if attempt == REBUILD_ATTEMPTS:
                     raise

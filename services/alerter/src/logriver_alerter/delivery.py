@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import httpx
 from pydantic import ValidationError
 
 from logriver_alerter import channels, metrics
 from logriver_alerter.channel_safety import header_problems
 from logriver_alerter.egress import EgressRefused
+from logriver_alerter.records import Notification
+from logriver_alerter.repositories import Repositories, StorageUnavailable
 from logriver_alerter.rules import Channel, WebhookChannel
 from logriver_alerter.settings import AlerterSettings
-from logriver_alerter.store import Notification, Store
 from logriver_common.consumer_kit.backoff import Backoff
 from logriver_common.web.health import Readiness
 
@@ -52,7 +52,7 @@ class AttemptResult:
 class Dispatcher:
     def __init__(
         self,
-        store: Store,
+        store: Repositories,
         settings: AlerterSettings,
         http: httpx.AsyncClient,
         readiness: Readiness | None = None,
@@ -100,8 +100,8 @@ class Dispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         leftovers = [q.get_nowait() for q in self.lanes.values() for _ in range(q.qsize())]
         for notification in leftovers:
-            with contextlib.suppress(asyncpg.PostgresError, OSError):
-                await self.store.release(notification.id)
+            with contextlib.suppress(StorageUnavailable):
+                await self.store.deliveries.release(notification.id)
 
     # -- intake -------------------------------------------------------------------------------
 
@@ -113,7 +113,7 @@ class Dispatcher:
                 lane.put_nowait(notification)
             except asyncio.QueueFull:
                 metrics.QUEUE_OVERFLOW.inc()
-                self._spawn(self.store.release(notification.id))
+                self._spawn(self.store.deliveries.release(notification.id))
 
     def _lane(self, channel: str) -> asyncio.Queue[Notification]:
         lane = self.lanes.get(channel)
@@ -133,13 +133,13 @@ class Dispatcher:
         while True:
             try:
                 free = sum(q.maxsize - q.qsize() for q in self.lanes.values()) or 100
-                orphans = await self.store.claim_orphans(
+                orphans = await self.store.deliveries.claim_orphans(
                     min(free, 500), self.settings.delivery_lease_s
                 )
                 if orphans:
                     log.info("claimed notifications from the outbox", extra={"count": len(orphans)})
                 self.submit(orphans)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except StorageUnavailable as exc:
                 log.warning("outbox sweep failed", extra={"error": str(exc)})
             except Exception:
                 log.exception("outbox sweep failed unexpectedly")
@@ -152,7 +152,7 @@ class Dispatcher:
             notification = await lane.get()
             try:
                 await self.deliver(notification)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except StorageUnavailable as exc:
                 # Recording failed; the lease runs out and the sweeper retries it.
                 log.warning(
                     "delivery bookkeeping failed", extra={"channel": name, "error": str(exc)}
@@ -172,7 +172,7 @@ class Dispatcher:
         cached = self._channels.get(name)
         if cached is not None and cached[0] > now:
             return cached[1]
-        found = await self.store.get_channel(name)
+        found = await self.store.channels.get(name)
         self._channels[name] = (now + CHANNEL_CACHE_S, found)
         return found
 
@@ -203,7 +203,7 @@ class Dispatcher:
             metrics.NOTIFICATIONS.labels(
                 channel.config.type if channel else "unknown", notification.channel, outcome
             ).inc()
-            await self.store.record_attempt(
+            await self.store.deliveries.record_attempt(
                 notification,
                 attempt,
                 status_code=result.status_code,
@@ -298,7 +298,7 @@ async def test_fire(
     metrics.NOTIFICATIONS.labels(
         channel.config.type, channel.name, "delivered" if result.ok else "failed"
     ).inc()
-    await dispatcher.store.record_attempt(
+    await dispatcher.store.deliveries.record_attempt(
         notification,
         1,
         status_code=result.status_code,

@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-import asyncpg
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from logriver_alerter import metrics
 from logriver_alerter.lifecycle import Action, ActiveState, decide
 from logriver_alerter.message import AlertMessage, Kind, TopMessage, console_link, trace_link
+from logriver_alerter.records import AlertRow, Notification, Observation
+from logriver_alerter.repositories import Repositories, StorageUnavailable
 from logriver_alerter.rules import ErrorRateCondition, Rule, Silence
 from logriver_alerter.settings import AlerterSettings
-from logriver_alerter.store import AlertRow, Notification, Observation, Store
 from logriver_alerter.windows import N_LEVELS, ServiceWindow, matched_and_total
 from logriver_common.documents import LEVELS
 from logriver_common.event import LogEvent
@@ -65,7 +65,7 @@ def _state(row: AlertRow) -> ActiveState:
 class Evaluator:
     def __init__(
         self,
-        store: Store,
+        store: Repositories,
         submitter: Submitter,
         settings: AlerterSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -91,9 +91,9 @@ class Evaluator:
     # -- configuration ------------------------------------------------------------------------
 
     async def refresh(self) -> None:
-        self.rules = [r for r in await self.store.list_rules() if r.enabled]
+        self.rules = [r for r in await self.store.rules.list_all() if r.enabled]
         self._matching.clear()
-        self.silences = await self.store.list_silences(active_at=self.clock())
+        self.silences = await self.store.silences.list_all(active_at=self.clock())
         rule_ids = {r.id for r in self.rules}
         # Deleting or disabling a rule closes its incidents in PostgreSQL; forget them here.
         for fingerprint in [f for f in self.active if f[0] not in rule_ids]:
@@ -166,7 +166,7 @@ class Evaluator:
                 fingerprint = (rule.id, service)
                 try:
                     await self._carry_out(rule, service, action, verdict, end, now)
-                except (asyncpg.PostgresError, OSError) as exc:
+                except StorageUnavailable as exc:
                     # The state in PostgreSQL is unchanged, so the next tick retries.
                     log.warning(
                         "transition failed",
@@ -177,8 +177,8 @@ class Evaluator:
                 if active is not None and action is Action.NONE:
                     touches.append((active.alert_id, verdict.value, now))
             try:
-                await self.store.touch(touches)
-            except (asyncpg.PostgresError, OSError) as exc:
+                await self.store.incidents.touch(touches)
+            except StorageUnavailable as exc:
                 log.warning("could not record alert values", extra={"error": str(exc)})
         metrics.FIRING.set(sum(1 for a in self.active.values() if a.state == "firing"))
 
@@ -231,7 +231,7 @@ class Evaluator:
         seen = self._observation(rule, service, verdict, end, detailed=action is not Action.CANCEL)
         lease = self.settings.delivery_lease_s
         if action is Action.OPEN:
-            row = await self.store.open_pending(rule, service, seen, now)
+            row = await self.store.incidents.open_pending(rule, service, seen, now)
             if row is None:  # another instance has this incident open
                 await self._reload(fingerprint)
                 return
@@ -245,7 +245,7 @@ class Evaluator:
             silenced = any(s.matches(rule, rule.id, service, now) for s in self.silences)
             message = self._message("firing", rule, service, seen, alert_id, now)
             with notification_span(self.tracer, "firing", rule, service, seen, alert_id):
-                fired = await self.store.fire(
+                fired = await self.store.incidents.fire(
                     alert_id,
                     seen,
                     now,
@@ -258,7 +258,7 @@ class Evaluator:
             active = self.active[fingerprint]
             message = self._message("resolved", rule, service, seen, active.alert_id, now)
             with notification_span(self.tracer, "resolved", rule, service, seen, active.alert_id):
-                resolved = await self.store.resolve(
+                resolved = await self.store.incidents.resolve(
                     active.alert_id,
                     seen,
                     now,
@@ -267,14 +267,14 @@ class Evaluator:
                 )
                 await self._settle(fingerprint, resolved, "resolved")
         elif action is Action.CANCEL:
-            await self.store.cancel_pending(self.active[fingerprint].alert_id)
+            await self.store.incidents.cancel_pending(self.active[fingerprint].alert_id)
             self.active.pop(fingerprint, None)
         elif action is Action.REMIND:
             active = self.active[fingerprint]
             if any(s.matches(rule, rule.id, service, now) for s in self.silences):
                 return
             message = self._message("reminder", rule, service, seen, active.alert_id, now)
-            reminded = await self.store.remind(
+            reminded = await self.store.incidents.remind(
                 active.alert_id,
                 now,
                 float(rule.reminder_seconds or 0),
@@ -312,7 +312,7 @@ class Evaluator:
         self.submitter.submit(queued)
 
     async def _reload(self, fingerprint: Fingerprint) -> None:
-        row = await self.store.active_alert(*fingerprint)
+        row = await self.store.incidents.active_for(*fingerprint)
         if row is None:
             self.active.pop(fingerprint, None)
         else:

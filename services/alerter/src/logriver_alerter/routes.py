@@ -11,13 +11,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from logriver_alerter.channel_safety import header_problems, restore
 from logriver_alerter.delivery import Dispatcher, test_fire
 from logriver_alerter.evaluator import Evaluator
 from logriver_alerter.message import AlertMessage, TopMessage, console_link, trace_link
+from logriver_alerter.repositories import Conflict, Repositories
 from logriver_alerter.rules import (
     CHANNEL_NAME_PATTERN,
     ID_PATTERN,
@@ -29,7 +29,6 @@ from logriver_alerter.rules import (
     WebhookChannel,
 )
 from logriver_alerter.settings import AlerterSettings
-from logriver_alerter.store import Store
 from logriver_common.auth import Scope, require_scope
 from logriver_common.event import SERVICE_PATTERN
 from logriver_common.web.errors import ApiError
@@ -45,21 +44,21 @@ ServiceFilter = Annotated[str | None, Query(pattern=SERVICE_PATTERN)]
 AlertState = Literal["pending", "firing", "resolved"]
 
 
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
+def _store(request: Request) -> Repositories:
+    store: Repositories = request.app.state.store
     return store
 
 
-StoreDep = Annotated[Store, Depends(_store)]
+StoreDep = Annotated[Repositories, Depends(_store)]
 
 
 def _not_found(what: str, key: object) -> ApiError:
     return ApiError(404, "not_found", f"{what} {key!r} does not exist")
 
 
-async def _check_channels(store: Store, spec: RuleSpec) -> None:
+async def _check_channels(store: Repositories, spec: RuleSpec) -> None:
     """Unknown channel names are field errors, in the same shape as pydantic's."""
-    existing = await store.existing_channels(spec.channels)
+    existing = await store.channels.existing(spec.channels)
     errors = [
         {
             "loc": ["body", "channels", i],
@@ -95,20 +94,20 @@ async def status(request: Request) -> dict[str, Any]:
 async def create_rule(spec: RuleSpec, store: StoreDep) -> dict[str, Any]:
     await _check_channels(store, spec)
     try:
-        rule = await store.create_rule(spec)
-    except asyncpg.UniqueViolationError:
+        rule = await store.rules.create(spec)
+    except Conflict:
         raise ApiError(409, "conflict", f"a rule named {spec.name!r} exists") from None
     return rule.model_dump(mode="json")
 
 
 @router.get("/rules")
 async def list_rules(store: StoreDep) -> dict[str, Any]:
-    return {"rules": [r.model_dump(mode="json") for r in await store.list_rules()]}
+    return {"rules": [r.model_dump(mode="json") for r in await store.rules.list_all()]}
 
 
 @router.get("/rules/{rule_id}")
 async def get_rule(rule_id: RuleId, store: StoreDep) -> dict[str, Any]:
-    rule = await store.get_rule(rule_id)
+    rule = await store.rules.get(rule_id)
     if rule is None:
         raise _not_found("rule", rule_id)
     return rule.model_dump(mode="json")
@@ -118,8 +117,8 @@ async def get_rule(rule_id: RuleId, store: StoreDep) -> dict[str, Any]:
 async def replace_rule(rule_id: RuleId, spec: RuleSpec, store: StoreDep) -> dict[str, Any]:
     await _check_channels(store, spec)
     try:
-        rule = await store.replace_rule(rule_id, spec)
-    except asyncpg.UniqueViolationError:
+        rule = await store.rules.replace(rule_id, spec)
+    except Conflict:
         raise ApiError(409, "conflict", f"a rule named {spec.name!r} exists") from None
     if rule is None:
         raise _not_found("rule", rule_id)
@@ -128,7 +127,7 @@ async def replace_rule(rule_id: RuleId, spec: RuleSpec, store: StoreDep) -> dict
 
 @router.delete("/rules/{rule_id}", status_code=204)
 async def delete_rule(rule_id: RuleId, store: StoreDep) -> Response:
-    if not await store.delete_rule(rule_id):
+    if not await store.rules.delete(rule_id):
         raise _not_found("rule", rule_id)
     return Response(status_code=204)
 
@@ -141,7 +140,7 @@ async def put_channel(
     name: ChannelName, spec: ChannelSpec, store: StoreDep, response: Response
 ) -> dict[str, Any]:
     """Create or replace. A ``***`` (what GET shows for a secret) keeps the stored value."""
-    stored = await store.get_channel(name)
+    stored = await store.channels.get(name)
     sent = spec.root.model_dump(mode="json")
     merged, errors = restore(sent, stored.config.model_dump(mode="json") if stored else None)
     if isinstance(spec.root, WebhookChannel):
@@ -150,19 +149,19 @@ async def put_channel(
         raise ApiError(422, "validation_failed", errors)
     if merged != sent:
         spec = ChannelSpec.model_validate(merged)
-    channel, created = await store.put_channel(name, spec)
+    channel, created = await store.channels.put(name, spec)
     response.status_code = 201 if created else 200
     return channel.public()
 
 
 @router.get("/channels")
 async def list_channels(store: StoreDep) -> dict[str, Any]:
-    return {"channels": [c.public() for c in await store.list_channels()]}
+    return {"channels": [c.public() for c in await store.channels.list_all()]}
 
 
 @router.get("/channels/{name}")
 async def get_channel(name: ChannelName, store: StoreDep) -> dict[str, Any]:
-    channel = await store.get_channel(name)
+    channel = await store.channels.get(name)
     if channel is None:
         raise _not_found("channel", name)
     return channel.public()
@@ -170,10 +169,10 @@ async def get_channel(name: ChannelName, store: StoreDep) -> dict[str, Any]:
 
 @router.delete("/channels/{name}", status_code=204)
 async def delete_channel(name: ChannelName, store: StoreDep) -> Response:
-    users = await store.rules_using_channel(name)
+    users = await store.rules.names_using_channel(name)
     if users:
         raise ApiError(409, "conflict", f"channel {name!r} is used by rules: {', '.join(users)}")
-    if not await store.delete_channel(name):
+    if not await store.channels.delete(name):
         raise _not_found("channel", name)
     return Response(status_code=204)
 
@@ -182,7 +181,7 @@ async def delete_channel(name: ChannelName, store: StoreDep) -> Response:
 async def test_channel(name: ChannelName, request: Request, store: StoreDep) -> dict[str, Any]:
     """Send a sample message now (one attempt); the reply is the receiver's status and a
     short reason, never its body."""
-    channel = await store.get_channel(name)
+    channel = await store.channels.get(name)
     if channel is None:
         raise _not_found("channel", name)
     settings: AlerterSettings = request.app.state.settings
@@ -209,7 +208,7 @@ async def test_channel(name: ChannelName, request: Request, store: StoreDep) -> 
         console_url=console_link(settings.console_base_url, "logriver-test"),
         trace_url=trace_link(settings.jaeger_ui_url, None),
     )
-    notification = await store.enqueue_test(name, message, settings.delivery_lease_s)
+    notification = await store.deliveries.enqueue_test(name, message, settings.delivery_lease_s)
     result = await test_fire(dispatcher, channel, notification)
     return {
         "channel": name,
@@ -231,7 +230,7 @@ async def current_alerts(
     severity: Severity | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> dict[str, Any]:
-    rows = await store.list_alerts(
+    rows = await store.incidents.search(
         states=["pending", "firing"],
         rule_id=rule_id,
         service=service,
@@ -258,7 +257,7 @@ async def alert_history(
 ) -> dict[str, Any]:
     """Newest first; ``since``/``until`` select incidents active in that range;
     page on with ``before_id`` = the previous page's ``next_before_id``."""
-    rows = await store.list_alerts(
+    rows = await store.incidents.search(
         states=list(state) if state else None,
         rule_id=rule_id,
         service=service,
@@ -276,10 +275,10 @@ async def alert_history(
 
 @router.get("/alerts/{alert_id}")
 async def get_alert(alert_id: AlertId, store: StoreDep) -> dict[str, Any]:
-    row = await store.get_alert(alert_id)
+    row = await store.incidents.get(alert_id)
     if row is None:
         raise _not_found("alert", alert_id)
-    return {**row.public(), "deliveries": await store.deliveries(alert_id)}
+    return {**row.public(), "deliveries": await store.deliveries.attempts_of(alert_id)}
 
 
 # -- silences --------------------------------------------------------------------------------
@@ -294,17 +293,17 @@ async def create_silence(spec: SilenceSpec, store: StoreDep) -> dict[str, Any]:
             "validation_failed",
             [{"loc": ["body", "ends_at"], "msg": "ends_at is in the past", "type": "value_error"}],
         )
-    return (await store.create_silence(spec, now)).model_dump(mode="json")
+    return (await store.silences.create(spec, now)).model_dump(mode="json")
 
 
 @router.get("/silences")
 async def list_silences(store: StoreDep, active: bool = False) -> dict[str, Any]:
-    silences = await store.list_silences(active_at=datetime.now(UTC) if active else None)
+    silences = await store.silences.list_all(active_at=datetime.now(UTC) if active else None)
     return {"silences": [s.model_dump(mode="json") for s in silences]}
 
 
 @router.delete("/silences/{silence_id}", status_code=204)
 async def expire_silence(silence_id: SilenceId, store: StoreDep) -> Response:
-    if not await store.expire_silence(silence_id, datetime.now(UTC)):
+    if not await store.silences.expire(silence_id, datetime.now(UTC)):
         raise _not_found("silence", silence_id)
     return Response(status_code=204)

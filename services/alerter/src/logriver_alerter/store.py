@@ -1,34 +1,33 @@
-"""PostgreSQL access for rules, channels, alerts, the notification outbox and silences.
+"""The alerter's repositories on PostgreSQL (the Protocols are in ``repositories.py``).
 
 Alert transitions are conditional UPDATEs in one transaction with the outbox
 rows they cause: two instances evaluating the same fingerprint can both try,
 only one gets the row back, and only that one has queued notifications.
+Every public method raises only the domain errors of ``repositories.py``
+(``@storage_errors``), never an asyncpg exception.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
 
-from logriver_alerter.message import AlertMessage, Kind
+from logriver_alerter.message import AlertMessage
 from logriver_alerter.migrations import MIGRATIONS
-from logriver_alerter.rules import (
-    Channel,
-    ChannelConfig,
-    ChannelSpec,
-    Rule,
-    RuleSpec,
-    Silence,
-    SilenceSpec,
+from logriver_alerter.records import AlertRow, Notification, Observation, load_json
+from logriver_alerter.repositories import (
+    Outbox,
+    Repositories,
+    Transition,
+    storage_errors,
 )
+from logriver_alerter.rules import Channel, ChannelSpec, Rule, RuleSpec, Silence, SilenceSpec
 from logriver_common.migrations import apply_migrations
 
-ACTIVE_STATES = ("pending", "firing")
 # What `pool.acquire()` yields; behaves as a connection.
 Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
@@ -37,72 +36,8 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _load(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
-
-
-@dataclass(slots=True)
-class AlertRow:
-    """One incident of a (rule, service) fingerprint."""
-
-    id: int
-    rule_id: str
-    rule_name: str
-    service: str
-    severity: str
-    labels: dict[str, str]
-    state: str
-    pending_since: datetime
-    fired_at: datetime | None
-    resolved_at: datetime | None
-    resolved_reason: str | None
-    value: float
-    threshold: float
-    matched: int
-    total: int
-    window_seconds: int
-    peak_value: float
-    last_value: float | None
-    last_evaluated_at: datetime | None
-    last_notified_at: datetime | None
-    silenced: bool
-    details: dict[str, Any]
-
-    @classmethod
-    def from_record(cls, row: asyncpg.Record) -> AlertRow:
-        data = dict(row)
-        data["labels"] = _load(data["labels"])
-        data["details"] = _load(data["details"])
-        return cls(**data)
-
-    def public(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in self.__slots__}
-        for key, value in data.items():
-            if isinstance(value, datetime):
-                data[key] = value.isoformat()
-        return data
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """The values an evaluation saw, stored with the alert."""
-
-    value: float
-    threshold: float
-    matched: int
-    total: int
-    window_seconds: int
-    details: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    id: int
-    alert_id: int | None
-    channel: str
-    kind: Kind
-    message: AlertMessage
-    attempts: int
+def _channel(row: asyncpg.Record) -> Channel:
+    return Channel.model_validate({"name": row["name"], "config": load_json(row["config"])})
 
 
 def _notification(row: asyncpg.Record) -> Notification:
@@ -111,32 +46,55 @@ def _notification(row: asyncpg.Record) -> Notification:
         alert_id=row["alert_id"],
         channel=row["channel"],
         kind=row["kind"],
-        message=AlertMessage.model_validate(_load(row["payload"])),
+        message=AlertMessage.model_validate(load_json(row["payload"])),
         attempts=row["attempts"],
     )
 
 
-class Store:
+async def enqueue(
+    conn: Conn,
+    alert_id: int | None,
+    outbox: Outbox,
+    lease_s: float,
+) -> list[Notification]:
+    queued = []
+    for channel, message in outbox:
+        row = await conn.fetchrow(
+            """
+            INSERT INTO alert_notifications (alert_id, channel, kind, payload, lease_until)
+            VALUES ($1, $2, $3, $4::jsonb, now() + make_interval(secs => $5))
+            RETURNING *
+            """,
+            alert_id,
+            channel,
+            message.kind,
+            message.model_dump_json(),
+            lease_s,
+        )
+        assert row is not None  # noqa: S101
+        queued.append(_notification(row))
+    return queued
+
+
+@storage_errors
+class PgRules:
+    """Alert rules; deleting or disabling one closes its incidents in the same call."""
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-
-    async def migrate(self) -> list[int]:
-        return await apply_migrations(self.pool, "alerter", MIGRATIONS)
-
-    # -- rules -------------------------------------------------------------------------------
 
     @staticmethod
     def _rule(row: asyncpg.Record) -> Rule:
         return Rule.model_validate(
             {
-                **_load(row["spec"]),
+                **load_json(row["spec"]),
                 "id": row["id"],
                 "created_at": row["created_at"],
                 "updated_at": row["updated_at"],
             }
         )
 
-    async def create_rule(self, spec: RuleSpec) -> Rule:
+    async def create(self, spec: RuleSpec) -> Rule:
         row = await self.pool.fetchrow(
             "INSERT INTO alert_rules (id, name, spec) VALUES ($1, $2, $3::jsonb) RETURNING *",
             secrets.token_hex(8),
@@ -146,7 +104,7 @@ class Store:
         assert row is not None  # noqa: S101 - INSERT ... RETURNING returns the row
         return self._rule(row)
 
-    async def replace_rule(self, rule_id: str, spec: RuleSpec) -> Rule | None:
+    async def replace(self, rule_id: str, spec: RuleSpec) -> Rule | None:
         row = await self.pool.fetchrow(
             """
             UPDATE alert_rules SET name = $2, spec = $3::jsonb, updated_at = now()
@@ -157,26 +115,23 @@ class Store:
             _json(spec.model_dump(mode="json")),
         )
         if row is not None and not spec.enabled:
-            await self.retire_alerts(rule_id, "rule_disabled")
+            async with self.pool.acquire() as conn:
+                await self._retire(conn, rule_id, "rule_disabled")
         return self._rule(row) if row is not None else None
 
-    async def get_rule(self, rule_id: str) -> Rule | None:
+    async def get(self, rule_id: str) -> Rule | None:
         row = await self.pool.fetchrow("SELECT * FROM alert_rules WHERE id = $1", rule_id)
         return self._rule(row) if row is not None else None
 
-    async def list_rules(self) -> list[Rule]:
+    async def list_all(self) -> list[Rule]:
         rows = await self.pool.fetch("SELECT * FROM alert_rules ORDER BY name")
         return [self._rule(r) for r in rows]
 
-    async def delete_rule(self, rule_id: str) -> bool:
+    async def delete(self, rule_id: str) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             result = await conn.execute("DELETE FROM alert_rules WHERE id = $1", rule_id)
             await self._retire(conn, rule_id, "rule_deleted")
         return result.endswith(" 1")
-
-    async def retire_alerts(self, rule_id: str, reason: str) -> None:
-        async with self.pool.acquire() as conn:
-            await self._retire(conn, rule_id, reason)
 
     @staticmethod
     async def _retire(conn: Conn, rule_id: str, reason: str) -> None:
@@ -191,9 +146,21 @@ class Store:
             reason,
         )
 
-    # -- channels ----------------------------------------------------------------------------
+    async def names_using_channel(self, channel: str) -> list[str]:
+        rows = await self.pool.fetch(
+            "SELECT name FROM alert_rules WHERE spec->'channels' ? $1 ORDER BY name", channel
+        )
+        return [r["name"] for r in rows]
 
-    async def put_channel(self, name: str, spec: ChannelSpec) -> tuple[Channel, bool]:
+
+@storage_errors
+class PgChannels:
+    """Notification channels (their configs hold secrets; ``Channel.public`` masks them)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def put(self, name: str, spec: ChannelSpec) -> tuple[Channel, bool]:
         row = await self.pool.fetchrow(
             """
             INSERT INTO alert_channels (name, config) VALUES ($1, $2::jsonb)
@@ -206,35 +173,34 @@ class Store:
         assert row is not None  # noqa: S101
         return Channel(name=name, config=spec.root), bool(row["created"])
 
-    async def get_channel(self, name: str) -> Channel | None:
+    async def get(self, name: str) -> Channel | None:
         row = await self.pool.fetchrow("SELECT * FROM alert_channels WHERE name = $1", name)
-        if row is None:
-            return None
-        return Channel.model_validate({"name": row["name"], "config": _load(row["config"])})
+        return _channel(row) if row is not None else None
 
-    async def list_channels(self) -> list[Channel]:
+    async def list_all(self) -> list[Channel]:
         rows = await self.pool.fetch("SELECT * FROM alert_channels ORDER BY name")
         return [
-            Channel.model_validate({"name": r["name"], "config": _load(r["config"])}) for r in rows
+            Channel.model_validate({"name": r["name"], "config": load_json(r["config"])})
+            for r in rows
         ]
 
-    async def existing_channels(self, names: list[str]) -> set[str]:
+    async def existing(self, names: list[str]) -> set[str]:
         rows = await self.pool.fetch(
             "SELECT name FROM alert_channels WHERE name = ANY($1::text[])", names
         )
         return {r["name"] for r in rows}
 
-    async def delete_channel(self, name: str) -> bool:
+    async def delete(self, name: str) -> bool:
         result = await self.pool.execute("DELETE FROM alert_channels WHERE name = $1", name)
         return result.endswith(" 1")
 
-    async def rules_using_channel(self, name: str) -> list[str]:
-        rows = await self.pool.fetch(
-            "SELECT name FROM alert_rules WHERE spec->'channels' ? $1 ORDER BY name", name
-        )
-        return [r["name"] for r in rows]
 
-    # -- alerts: lifecycle transitions ------------------------------------------------------
+@storage_errors
+class PgIncidents:
+    """Alerts (incidents) and their transitions, each with its outbox rows."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
 
     async def open_pending(
         self, rule: Rule, service: str, seen: Observation, now: datetime
@@ -272,9 +238,9 @@ class Store:
         now: datetime,
         *,
         silenced: bool,
-        outbox: list[tuple[str, AlertMessage]],
+        outbox: Outbox,
         lease_s: float,
-    ) -> tuple[AlertRow, list[Notification]] | None:
+    ) -> Transition:
         """pending → firing; the winner's notifications are in the outbox, leased to it."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
@@ -295,7 +261,7 @@ class Store:
             if row is None:
                 return None
             alert = AlertRow.from_record(row)
-            queued = [] if silenced else await self._enqueue(conn, alert.id, outbox, lease_s)
+            queued = [] if silenced else await enqueue(conn, alert.id, outbox, lease_s)
         return alert, queued
 
     async def resolve(
@@ -304,9 +270,9 @@ class Store:
         seen: Observation,
         now: datetime,
         *,
-        outbox: list[tuple[str, AlertMessage]],
+        outbox: Outbox,
         lease_s: float,
-    ) -> tuple[AlertRow, list[Notification]] | None:
+    ) -> Transition:
         """firing → resolved; notifies only if the firing was notified (not silenced)."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
@@ -322,7 +288,7 @@ class Store:
             if row is None:
                 return None
             alert = AlertRow.from_record(row)
-            queued = [] if alert.silenced else await self._enqueue(conn, alert.id, outbox, lease_s)
+            queued = [] if alert.silenced else await enqueue(conn, alert.id, outbox, lease_s)
         return alert, queued
 
     async def remind(
@@ -331,9 +297,9 @@ class Store:
         now: datetime,
         interval_s: float,
         *,
-        outbox: list[tuple[str, AlertMessage]],
+        outbox: Outbox,
         lease_s: float,
-    ) -> tuple[AlertRow, list[Notification]] | None:
+    ) -> Transition:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 """
@@ -349,7 +315,7 @@ class Store:
             if row is None:
                 return None
             alert = AlertRow.from_record(row)
-            queued = await self._enqueue(conn, alert.id, outbox, lease_s)
+            queued = await enqueue(conn, alert.id, outbox, lease_s)
         return alert, queued
 
     async def cancel_pending(self, alert_id: int) -> bool:
@@ -370,15 +336,15 @@ class Store:
                 updates,
             )
 
-    async def get_alert(self, alert_id: int) -> AlertRow | None:
+    async def get(self, alert_id: int) -> AlertRow | None:
         row = await self.pool.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
         return AlertRow.from_record(row) if row is not None else None
 
-    async def active_alerts(self) -> list[AlertRow]:
+    async def active(self) -> list[AlertRow]:
         rows = await self.pool.fetch("SELECT * FROM alerts WHERE state IN ('pending', 'firing')")
         return [AlertRow.from_record(r) for r in rows]
 
-    async def active_alert(self, rule_id: str, service: str) -> AlertRow | None:
+    async def active_for(self, rule_id: str, service: str) -> AlertRow | None:
         row = await self.pool.fetchrow(
             "SELECT * FROM alerts WHERE rule_id = $1 AND service = $2 "
             "AND state IN ('pending', 'firing')",
@@ -387,7 +353,7 @@ class Store:
         )
         return AlertRow.from_record(row) if row is not None else None
 
-    async def list_alerts(
+    async def search(
         self,
         *,
         states: list[str] | None,
@@ -422,47 +388,19 @@ class Store:
         )
         return [AlertRow.from_record(r) for r in rows]
 
-    async def deliveries(self, alert_id: int) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
-            "SELECT * FROM alert_deliveries WHERE alert_id = $1 ORDER BY id", alert_id
-        )
-        return [
-            {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in dict(r).items()}
-            for r in rows
-        ]
 
-    # -- notification outbox -----------------------------------------------------------------
+@storage_errors
+class PgDeliveries:
+    """The notification outbox (leases) and the record of every attempt."""
 
-    @staticmethod
-    async def _enqueue(
-        conn: Conn,
-        alert_id: int | None,
-        outbox: list[tuple[str, AlertMessage]],
-        lease_s: float,
-    ) -> list[Notification]:
-        queued = []
-        for channel, message in outbox:
-            row = await conn.fetchrow(
-                """
-                INSERT INTO alert_notifications (alert_id, channel, kind, payload, lease_until)
-                VALUES ($1, $2, $3, $4::jsonb, now() + make_interval(secs => $5))
-                RETURNING *
-                """,
-                alert_id,
-                channel,
-                message.kind,
-                message.model_dump_json(),
-                lease_s,
-            )
-            assert row is not None  # noqa: S101
-            queued.append(_notification(row))
-        return queued
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
 
     async def enqueue_test(
         self, channel: str, message: AlertMessage, lease_s: float
     ) -> Notification:
         async with self.pool.acquire() as conn:
-            (queued,) = await self._enqueue(conn, None, [(channel, message)], lease_s)
+            (queued,) = await enqueue(conn, None, [(channel, message)], lease_s)
         return queued
 
     async def claim_orphans(self, limit: int, lease_s: float) -> list[Notification]:
@@ -533,13 +471,28 @@ class Store:
                 lease_s,
             )
 
-    # -- silences ----------------------------------------------------------------------------
+    async def attempts_of(self, alert_id: int) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM alert_deliveries WHERE alert_id = $1 ORDER BY id", alert_id
+        )
+        return [
+            {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in dict(r).items()}
+            for r in rows
+        ]
+
+
+@storage_errors
+class PgSilences:
+    """Silences: time-bounded mutes by rule, service or labels."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
 
     @staticmethod
     def _silence(row: asyncpg.Record) -> Silence:
-        return Silence.model_validate({**dict(row), "labels": _load(row["labels"])})
+        return Silence.model_validate({**dict(row), "labels": load_json(row["labels"])})
 
-    async def create_silence(self, spec: SilenceSpec, now: datetime) -> Silence:
+    async def create(self, spec: SilenceSpec, now: datetime) -> Silence:
         row = await self.pool.fetchrow(
             """
             INSERT INTO alert_silences (id, rule_id, service, labels, starts_at, ends_at, comment)
@@ -556,7 +509,7 @@ class Store:
         assert row is not None  # noqa: S101
         return self._silence(row)
 
-    async def list_silences(self, *, active_at: datetime | None) -> list[Silence]:
+    async def list_all(self, *, active_at: datetime | None) -> list[Silence]:
         rows = await self.pool.fetch(
             """
             SELECT * FROM alert_silences
@@ -567,7 +520,7 @@ class Store:
         )
         return [self._silence(r) for r in rows]
 
-    async def expire_silence(self, silence_id: str, now: datetime) -> bool:
+    async def expire(self, silence_id: str, now: datetime) -> bool:
         result = await self.pool.execute(
             "UPDATE alert_silences SET ends_at = least(ends_at, $2) WHERE id = $1",
             silence_id,
@@ -575,9 +528,15 @@ class Store:
         )
         return result.endswith(" 1")
 
-    # -- consumer progress -------------------------------------------------------------------
 
-    async def save_progress(
+@storage_errors
+class PgProgress:
+    """Consumer progress per partition, read by the rebuild."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def save(
         self, group_id: str, topic: str, progress: dict[int, tuple[int, datetime]]
     ) -> None:
         await self.pool.executemany(
@@ -591,11 +550,33 @@ class Store:
             [(group_id, topic, p, offset, at) for p, (offset, at) in progress.items()],
         )
 
-    async def load_progress(self, group_id: str, topic: str) -> dict[int, tuple[int, datetime]]:
+    async def load(self, group_id: str, topic: str) -> dict[int, tuple[int, datetime]]:
         rows = await self.pool.fetch(
             "SELECT * FROM alerter_progress WHERE group_id = $1 AND topic = $2", group_id, topic
         )
         return {r["partition"]: (r["next_offset"], r["received_at"]) for r in rows}
 
 
-__all__ = ["ACTIVE_STATES", "AlertRow", "ChannelConfig", "Notification", "Observation", "Store"]
+def postgres_repositories(pool: asyncpg.Pool) -> Repositories:
+    return Repositories(
+        rules=PgRules(pool),
+        channels=PgChannels(pool),
+        incidents=PgIncidents(pool),
+        deliveries=PgDeliveries(pool),
+        silences=PgSilences(pool),
+        progress=PgProgress(pool),
+    )
+
+
+@storage_errors
+class Migrator:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def migrate(self) -> list[int]:
+        return await apply_migrations(self.pool, "alerter", MIGRATIONS)
+
+
+async def migrate(pool: asyncpg.Pool) -> list[int]:
+    """Apply the alerter's schema migrations (StorageUnavailable if PostgreSQL fails)."""
+    return await Migrator(pool).migrate()

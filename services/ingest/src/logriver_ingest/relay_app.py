@@ -8,8 +8,6 @@ because it is the gateway's door for the raw topic: same settings
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -19,12 +17,12 @@ from fastapi import FastAPI
 from logriver_common import clients
 from logriver_common.app import create_service_app
 from logriver_common.consumer_kit.backoff import Backoff
+from logriver_common.lifespan import Supervisor
 from logriver_common.web.health import Readiness
 from logriver_ingest.redaction import Redactor
 from logriver_ingest.relay import Door, Relay
 from logriver_ingest.settings import IngestSettings
 
-log = logging.getLogger(__name__)
 LOOP_CHECK = "relay"
 STOP_TIMEOUT_S = 10.0
 
@@ -53,9 +51,10 @@ def create_relay_app(settings: IngestSettings | None = None) -> FastAPI:
                 ),
             )
             app.state.relay = relay
-            task = asyncio.create_task(relay.run(), name="relay")
-            task.add_done_callback(partial(_on_exit, readiness))
-            stack.push_async_callback(_stop, relay, task)
+            # SIGTERM: finish the turn in flight (publish, commit); past the timeout, cancel.
+            Supervisor(stack, readiness).spawn(
+                LOOP_CHECK, relay.run(), stop=relay.request_stop, drain_timeout_s=STOP_TIMEOUT_S
+            )
             yield
 
     return create_service_app(
@@ -73,22 +72,3 @@ def door_from(settings: IngestSettings) -> Door:
         retention=settings.retention,
         max_record_bytes=settings.relay_max_record_bytes,
     )
-
-
-async def _stop(relay: Relay, task: asyncio.Task[None]) -> None:
-    """SIGTERM: finish the turn in flight (publish, commit); past the timeout, cancel."""
-    relay.request_stop()
-    done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
-    if not done:
-        log.warning("relay did not stop in time; cancelling")
-        task.cancel()
-        await asyncio.wait({task}, timeout=5.0)
-
-
-def _on_exit(readiness: Readiness, task: asyncio.Task[None]) -> None:
-    if task.cancelled():
-        return
-    error = task.exception()
-    if error is not None:
-        log.error("relay loop crashed", exc_info=error)
-        readiness.fail(LOOP_CHECK, f"relay crashed: {type(error).__name__}: {error}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,7 @@ from logriver_common import clients
 from logriver_common.app import create_service_app
 from logriver_common.auth import ApiKeyStore
 from logriver_common.web.errors import error_response
-from logriver_query import trace_view
-from logriver_query import trace_view
+from logriver_query import console_api, trace_view
 from logriver_query.cache import AggregationCache
 from logriver_query.metrics import LatencyMiddleware
 from logriver_query.routes import QueryContext, router
@@ -38,10 +37,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        mongo = clients.mongo_client(settings.mongo, event_listeners=list(mongo_listeners))
-        redis = clients.redis_client(settings.redis)
-        pool = await clients.postgres_pool(settings.postgres)
-        try:
+        # Each close is registered right after its open: a failed start closes what it opened.
+        async with AsyncExitStack() as stack:
+            mongo = clients.mongo_client(settings.mongo, event_listeners=list(mongo_listeners))
+            stack.push_async_callback(mongo.close)
+            redis = clients.redis_client(settings.redis)
+            stack.push_async_callback(redis.aclose)
+            pool = await clients.postgres_pool(settings.postgres)
+            stack.push_async_callback(pool.close)
             store = ApiKeyStore(pool)
             await store.prepare(local_mode=settings.mode == "local")
             app.state.api_keys = store
@@ -58,10 +61,6 @@ def create_app(
             app.state.readiness.add("redis", partial(clients.check_redis, redis))
             app.state.readiness.add("postgres", partial(clients.check_postgres, pool))
             yield
-        finally:
-            await pool.close()
-            await redis.aclose()
-            await mongo.close()
 
     app = create_service_app(
         name="query",
@@ -76,7 +75,7 @@ def create_app(
     app.add_middleware(LatencyMiddleware)
     app.include_router(router)
     app.include_router(trace_view.router)
-    app.include_router(trace_view.router)
+    app.include_router(console_api.router)
     # Last: the mount at "/" would otherwise shadow every route registered after it.
     app.mount("/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
     return app

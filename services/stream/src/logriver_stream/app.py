@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from logriver_common import clients
 from logriver_common.app import create_service_app
 from logriver_common.auth import ApiKeyStore
+from logriver_common.lifespan import Supervisor
 from logriver_stream.budget import RegexBudget
 from logriver_stream.cursor import CursorCodec
 from logriver_stream.filters import RegexCompiler, RegexLimits
@@ -29,8 +30,10 @@ def create_app(settings: StreamSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await clients.postgres_pool(settings.postgres)
-        try:
+        # Each close is registered right after its open: a failed start closes what it opened.
+        async with AsyncExitStack() as stack:
+            pool = await clients.postgres_pool(settings.postgres)
+            stack.push_async_callback(pool.close)
             app.state.readiness.add("postgres", partial(clients.check_postgres, pool))
             store = ApiKeyStore(pool)
             await store.prepare(local_mode=settings.mode == "local")
@@ -48,32 +51,28 @@ def create_app(settings: StreamSettings | None = None) -> FastAPI:
             )
             source = KafkaSource(settings, hub, app.state.readiness)
             await source.start()
+            stack.push_async_callback(source.stop)
             watch = KeyWatch(store, admission, hub, interval_s=settings.key_recheck_seconds)
-            try:
-                app.state.readiness.add("kafka", source.check)
-                app.state.stream = StreamContext(
-                    settings=settings,
-                    hub=hub,
-                    admission=admission,
-                    codec=codec,
-                    partitions=source.partitions,
-                    replays=asyncio.Semaphore(settings.max_concurrent_replays),
-                    regexes=RegexCompiler(
-                        RegexLimits(
-                            max_length=settings.regex_max_length,
-                            max_program_size=settings.regex_max_program_size,
-                            max_mem=settings.regex_max_mem,
-                        )
-                    ),
-                )
-                watch.start()
-                yield
-                hub.close_all(SHUTTING_DOWN)
-            finally:
-                await watch.stop()
-                await source.stop()
-        finally:
-            await pool.close()
+            app.state.readiness.add("kafka", source.check)
+            app.state.stream = StreamContext(
+                settings=settings,
+                hub=hub,
+                admission=admission,
+                codec=codec,
+                partitions=source.partitions,
+                replays=asyncio.Semaphore(settings.max_concurrent_replays),
+                regexes=RegexCompiler(
+                    RegexLimits(
+                        max_length=settings.regex_max_length,
+                        max_program_size=settings.regex_max_program_size,
+                        max_mem=settings.regex_max_mem,
+                    )
+                ),
+            )
+            # Revocation must not stop silently: a dead key watch fails readiness.
+            Supervisor(stack, app.state.readiness).spawn("key_watch", watch.run())
+            yield
+            hub.close_all(SHUTTING_DOWN)
 
     app = create_service_app(
         name="stream",

@@ -5,10 +5,8 @@ HTTP (port 8004) serves only ``/healthz``, ``/readyz`` and ``/metrics``.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
@@ -17,11 +15,11 @@ from logriver_common import clients
 from logriver_common.app import create_service_app
 from logriver_common.consumer_kit.dead_letters import DeadLetterQueue
 from logriver_common.indexes import ensure_log_indexes
+from logriver_common.lifespan import Supervisor
 from logriver_common.web.health import Readiness
 from logriver_writer.consumer import WriterConsumer
 from logriver_writer.settings import WriterSettings
 
-log = logging.getLogger(__name__)
 CONSUMER_CHECK = "consumer"
 
 
@@ -30,14 +28,15 @@ def create_app(settings: WriterSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        mongo = clients.mongo_client(settings.mongo)
-        producer = clients.kafka_producer(settings.kafka)
-        await producer.start()
         readiness: Readiness = app.state.readiness
-        readiness.add("kafka", partial(clients.check_kafka_producer, producer))
-        readiness.add("mongodb", partial(clients.check_mongo, mongo))
-        task: asyncio.Task[str | None] | None = None
-        try:
+        async with AsyncExitStack() as stack:
+            mongo = clients.mongo_client(settings.mongo)
+            stack.push_async_callback(mongo.close)
+            producer = clients.kafka_producer(settings.kafka)
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+            readiness.add("kafka", partial(clients.check_kafka_producer, producer))
+            readiness.add("mongodb", partial(clients.check_mongo, mongo))
             collection = mongo[settings.mongo.database][settings.mongo.collection]
             await ensure_log_indexes(collection)
             writer = WriterConsumer(
@@ -52,14 +51,15 @@ def create_app(settings: WriterSettings | None = None) -> FastAPI:
                 collection=collection,
             )
             app.state.writer = writer
-            task = asyncio.create_task(writer.run(), name="writer-consumer")
-            task.add_done_callback(partial(_on_consumer_exit, readiness))
+            # Drains within the shutdown timeout; past it, the uncommitted rest is redelivered.
+            # A consumer that crashes or stops on its own (the DLQ ratio) fails readiness.
+            Supervisor(stack, readiness).spawn(
+                CONSUMER_CHECK,
+                writer.run(),
+                stop=writer.request_stop,
+                drain_timeout_s=settings.shutdown_timeout_s,
+            )
             yield
-        finally:
-            if task is not None:
-                await _stop_consumer(app.state.writer, task, settings.shutdown_timeout_s)
-            await producer.stop()
-            await mongo.close()
 
     return create_service_app(
         name="writer",
@@ -67,28 +67,3 @@ def create_app(settings: WriterSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Health and metrics of the Kafka → MongoDB writer.",
     )
-
-
-async def _stop_consumer(
-    writer: WriterConsumer, task: asyncio.Task[str | None], timeout_s: float
-) -> None:
-    """Drain within ``timeout_s``; past it, cancel: the uncommitted rest is redelivered later."""
-    writer.request_stop()
-    done, _ = await asyncio.wait({task}, timeout=timeout_s)
-    if not done:
-        log.warning("writer did not drain in time; cancelling", extra={"timeout_s": timeout_s})
-        task.cancel()
-        await asyncio.wait({task}, timeout=5.0)
-
-
-def _on_consumer_exit(readiness: Readiness, task: asyncio.Task[str | None]) -> None:
-    if task.cancelled():
-        return
-    error = task.exception()
-    if error is not None:
-        log.error("writer consumer crashed", exc_info=error)
-        readiness.fail(CONSUMER_CHECK, f"consumer crashed: {type(error).__name__}: {error}")
-        return
-    reason = task.result()
-    if reason is not None:
-        readiness.fail(CONSUMER_CHECK, reason)
