@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -33,8 +33,9 @@ from logriver_common.consumer_kit.records import Record
 from logriver_writer import metrics
 from logriver_writer.batcher import Batch, Batcher
 from logriver_writer.decode import Accepted, Decoder, Rejected, RejectReason
+from logriver_writer.rollups import RollupSettings, TransactionalInsert
 from logriver_writer.settings import WriterSettings
-from logriver_writer.sink import BulkInsert, Document, TransientWriteError, majority_collection
+from logriver_writer.sink import Document, TransientWriteError, majority_collection
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("logriver.writer")
@@ -65,6 +66,7 @@ class WriterConsumer:
         self._consumer = consumer
         self._dlq = dlq
         self._collection = majority_collection(collection)
+        self._rollup_retention = timedelta(days=RollupSettings().retention_days)
         self._decoder = Decoder(
             limits=settings.event_limits(),
             max_record_bytes=settings.max_record_bytes,
@@ -172,7 +174,8 @@ class WriterConsumer:
                 continue  # revoked while the fetch was under way: the new owner reads them
             if records:
                 decode = self._decoder.decode
-                decoded = [decode(record) for record in records]
+                now = datetime.now(UTC)
+                decoded = [decode(record, now) for record in records]
                 self._batcher.extend(tp, decoded, records[-1].offset + 1)
 
     def _collect_write(self) -> None:
@@ -260,9 +263,10 @@ class WriterConsumer:
                 }
             )
 
-    async def _store(self, accepted: list[Accepted]) -> BulkInsert:
+    async def _store(self, accepted: list[Accepted]) -> TransactionalInsert:
         documents: list[Document] = [item.document for item in accepted]
-        bulk = BulkInsert(self._collection, documents)
+        # Events and their rollup counts in one transaction (see rollups.py).
+        bulk = TransactionalInsert(self._collection, documents, self._rollup_retention)
         with metrics.WRITE_SECONDS.time():
             await self._retry("mongodb", bulk.attempt, TransientWriteError)
         metrics.EVENTS_WRITTEN.inc(bulk.inserted)

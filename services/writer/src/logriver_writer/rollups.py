@@ -1,0 +1,342 @@
+"""Pre-computed counts (rollups), message templates and word tokens, kept exact by the writer.
+
+Every stored event adds one to a rollup document per ``(hour, service, level)``
+(``n`` for the hour, ``m.<minute>`` for the minute) and one per
+``(hour, service, level, template)`` (for top messages). The writer inserts a
+batch and applies the batch's aggregated ``$inc`` in **one MongoDB transaction**
+(:class:`TransactionalInsert`), counting only the documents that transaction
+inserted: a redelivered event is found to exist already and adds nothing, and a
+writer killed mid-batch leaves either both the events and their counts or
+neither. So the counts always equal a count over the stored events (until the
+events' own retention deletes them; rollups have their own, longer TTL).
+
+The cost per event is a template (two regex passes), a token list and a dict
+update; MongoDB sees one upsert per bucket per batch, not one per event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pymongo
+from bson.errors import InvalidDocument
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pymongo import UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, DocumentTooLarge, OperationFailure, PyMongoError
+from pymongo.write_concern import WriteConcern
+
+from logriver_common.indexes import rollup_collection_names
+from logriver_writer.sink import (
+    DUPLICATE_KEY,
+    Document,
+    ErrorKind,
+    TransientWriteError,
+    classify_write_error,
+    encoding_problem,
+)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+TEMPLATE_CHARS = 200
+MAX_TOKENS = 64
+MAX_TOKEN_CHARS = 40
+
+# Most specific first: a UUID contains hex runs, a hex run contains digits.
+_MASKS = [
+    (
+        re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
+        "<uuid>",
+    ),
+    (re.compile(r"\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b"), "<hex>"),
+    # Ids: a word that mixes letters and digits (req-8f3k2, user_1234, abc123).
+    (re.compile(r"\b(?=[A-Za-z_-]*\d)(?=[\d_-]*[A-Za-z])[A-Za-z0-9_-]{4,}\b"), "<id>"),
+    (re.compile(r"-?\d+(?:\.\d+)?"), "<n>"),
+]
+_TOKEN = re.compile(r"[0-9a-z_]+")
+
+
+def template_of(message: str) -> str:
+    """The message with numbers, ids, hex and UUIDs masked: "timeout after 31 ms" → "… <n> ms"."""
+    text = message[: TEMPLATE_CHARS * 4]
+    for pattern, mask in _MASKS:
+        text = pattern.sub(mask, text)
+    return text[:TEMPLATE_CHARS]
+
+
+def template_hash(template: str) -> int:
+    """A signed 64-bit hash of a template, stored per event (``th``) for ad-hoc grouping."""
+    return int.from_bytes(
+        hashlib.blake2b(template.encode(), digest_size=8).digest(), "big", signed=True
+    )
+
+
+def tokens_of(message: str) -> list[str]:
+    """The distinct lower-case words of a message (``[0-9a-z_]+``), for the token index."""
+    seen: dict[str, None] = {}
+    for token in _TOKEN.findall(message[:8192].lower()):
+        if len(token) <= MAX_TOKEN_CHARS:
+            seen[token] = None
+            if len(seen) >= MAX_TOKENS:
+                break
+    return list(seen)
+
+
+def enrich(document: Document) -> str:
+    """Add ``tokens`` and ``th`` (template hash) to a stored document; return its template."""
+    message = document.get("message", "")
+    template = template_of(message)
+    document["tokens"] = tokens_of(message)
+    document["th"] = template_hash(template)
+    return template
+
+
+class RollupSettings(BaseSettings):
+    """``LOGRIVER_ROLLUP_*``: how long pre-computed counts are kept (they may outlive events)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOGRIVER_ROLLUP_", extra="ignore")
+
+    retention_days: int = Field(default=400, ge=1, le=36_500)
+
+
+@dataclass
+class _Bucket:
+    n: int = 0
+    minutes: dict[int, int] = field(default_factory=dict)
+    last: datetime | None = None
+
+
+@dataclass
+class _TemplateBucket:
+    n: int = 0
+    template: str = ""
+    sample: str = ""
+    last: datetime | None = None
+
+
+def _ms(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - EPOCH) // timedelta(milliseconds=1)
+
+
+def rollup_updates(
+    documents: Iterable[Document], templates: Sequence[str], *, retention: timedelta
+) -> tuple[list[UpdateOne], list[UpdateOne]]:
+    """The batch's upserts: one per ``(hour, service, level)`` and per template bucket.
+
+    ``templates[i]`` is the template of the i-th document (from :func:`enrich`).
+    The benchmark loader calls this too, so its rollups are exactly the writer's.
+    """
+    counts: dict[tuple[int, str, str], _Bucket] = {}
+    tpl: dict[tuple[int, str, str, int], _TemplateBucket] = {}
+    for document, template in zip(documents, templates, strict=True):
+        ts: datetime = document["timestamp"]
+        ms = _ms(ts)
+        hour = ms - ms % HOUR_MS
+        service, level = document["service"], document["level"]
+        key = (hour, service, level)
+        bucket = counts.get(key)
+        if bucket is None:
+            bucket = counts[key] = _Bucket()
+        bucket.n += 1
+        minute = (ms - hour) // MINUTE_MS
+        bucket.minutes[minute] = bucket.minutes.get(minute, 0) + 1
+        if bucket.last is None or ts > bucket.last:
+            bucket.last = ts
+        tkey = (hour, service, level, document["th"])
+        tb = tpl.get(tkey)
+        if tb is None:
+            tb = tpl[tkey] = _TemplateBucket(template=template, sample=document["message"][:1000])
+        tb.n += 1
+        if tb.last is None or ts > tb.last:
+            tb.last = ts
+    count_ops = []
+    for (hour, service, level), bucket in counts.items():
+        start = EPOCH + timedelta(milliseconds=hour)
+        inc: dict[str, int] = {"n": bucket.n}
+        for minute, n in bucket.minutes.items():
+            inc[f"m.{minute}"] = n
+        count_ops.append(
+            UpdateOne(
+                {"_id": f"{hour}|{service}|{level}"},
+                {
+                    "$inc": inc,
+                    "$max": {"last": bucket.last},
+                    "$setOnInsert": {
+                        "t": start,
+                        "service": service,
+                        "level": level,
+                        "expire_at": start + retention,
+                    },
+                },
+                upsert=True,
+            )
+        )
+    template_ops = []
+    for (hour, service, level, th), tb in tpl.items():
+        start = EPOCH + timedelta(milliseconds=hour)
+        template_ops.append(
+            UpdateOne(
+                {"_id": f"{hour}|{service}|{level}|{th}"},
+                {
+                    "$inc": {"n": tb.n},
+                    "$max": {"last": tb.last},
+                    "$setOnInsert": {
+                        "t": start,
+                        "service": service,
+                        "level": level,
+                        "th": th,
+                        "template": tb.template,
+                        "sample": tb.sample,
+                        "expire_at": start + retention,
+                    },
+                },
+                upsert=True,
+            )
+        )
+    return count_ops, template_ops
+
+
+_MAJORITY = WriteConcern(w="majority")
+# Deterministic outcomes (duplicates found, unstorable documents removed) are retried at
+# once, this many times, before the batch is handed back to the caller's backoff.
+_IMMEDIATE_RETRIES = 5
+
+
+@dataclass
+class TransactionalInsert:
+    """Inserts a batch and its rollup increments atomically, exactly once across attempts.
+
+    The same interface as :class:`logriver_writer.sink.BulkInsert` (``attempt``,
+    ``inserted``, ``duplicates``, ``unstorable``, ``done``). The first attempt
+    inserts optimistically; a duplicate key (a redelivery) aborts the
+    transaction, and the next one first reads which ``_id`` already exist and
+    inserts (and counts) only the others.
+    """
+
+    collection: AsyncCollection[Document]
+    documents: list[Document]
+    retention: timedelta = timedelta(days=400)
+    timeout_s: float = 60.0
+    # Per transaction: a big one does not fit a small WiredTiger cache ("Cache full" conflicts).
+    chunk_docs: int = 1_000
+    inserted: int = 0
+    duplicates: int = 0
+    unstorable: dict[int, str] = field(default_factory=dict)
+    pending: list[int] = field(init=False)
+    _templates: list[str] = field(init=False)
+    _check_existing: bool = field(default=False, init=False)
+    _attempt_batch: list[int] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.pending = list(range(len(self.documents)))
+        self._templates = [enrich(document) for document in self.documents]
+        counts, templates = rollup_collection_names(self.collection.name)
+        db = self.collection.database
+        self._counts = db[counts].with_options(write_concern=_MAJORITY)
+        self._template_counts = db[templates].with_options(write_concern=_MAJORITY)
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    async def attempt(self) -> None:
+        """Store what is pending, one transaction per chunk; TransientWriteError if any remains."""
+        for _ in range(_IMMEDIATE_RETRIES):
+            if not self.pending:
+                return
+            try:
+                while self.pending:
+                    chunk = self.pending[: self.chunk_docs]
+                    await self._transaction(chunk)
+                    done = set(chunk)
+                    self.pending = [i for i in self.pending if i not in done]
+            except BulkWriteError as exc:
+                self._absorb(exc.details.get("writeErrors", []))
+            except (DocumentTooLarge, InvalidDocument, OverflowError, UnicodeEncodeError) as exc:
+                self._reject_unencodable(exc)
+            except OperationFailure as exc:
+                if exc.code is not None and classify_write_error(exc.code) is ErrorKind.UNSTORABLE:
+                    self._reject_unencodable(exc)
+                    continue
+                self._check_existing = True
+                raise TransientWriteError(f"{type(exc).__name__}: {exc}") from exc
+            except PyMongoError as exc:
+                # Outcome unknown: if it committed, the next attempt finds duplicates.
+                self._check_existing = True
+                raise TransientWriteError(f"{type(exc).__name__}: {exc}") from exc
+        if self.pending:
+            raise TransientWriteError(f"{len(self.pending)} documents not stored yet")
+
+    async def _transaction(self, chunk: list[int]) -> None:
+        with pymongo.timeout(self.timeout_s):
+            async with self.collection.database.client.start_session() as session:
+
+                async def write(session: AsyncClientSession) -> tuple[int, int]:
+                    return await self._write(session, chunk)
+
+                inserted, duplicates = await session.with_transaction(
+                    write, write_concern=_MAJORITY
+                )
+        self.inserted += inserted
+        self.duplicates += duplicates
+
+    async def _write(self, session: AsyncClientSession, batch: list[int]) -> tuple[int, int]:
+        self._attempt_batch = batch
+        existing: set[Any] = set()
+        if self._check_existing:
+            ids = [self.documents[i]["_id"] for i in batch]
+            found = self.collection.find({"_id": {"$in": ids}}, {"_id": 1}, session=session)
+            existing = {doc["_id"] async for doc in found}
+        fresh: list[int] = []
+        for index in batch:
+            doc_id = self.documents[index]["_id"]
+            if doc_id not in existing:
+                existing.add(doc_id)  # a second copy within the batch is a duplicate too
+                fresh.append(index)
+        self._attempt_batch = fresh
+        if fresh:
+            await self.collection.insert_many(
+                [self.documents[i] for i in fresh], ordered=True, session=session
+            )
+            counts, templates = rollup_updates(
+                [self.documents[i] for i in fresh],
+                [self._templates[i] for i in fresh],
+                retention=self.retention,
+            )
+            await self._counts.bulk_write(counts, ordered=False, session=session)
+            await self._template_counts.bulk_write(templates, ordered=False, session=session)
+        return len(fresh), len(batch) - len(fresh)
+
+    def _absorb(self, errors: list[dict[str, Any]]) -> None:
+        fresh = self._attempt_batch
+        for error in errors:
+            code = int(error["code"])
+            index = fresh[error["index"]]
+            if code == DUPLICATE_KEY:
+                self._check_existing = True
+            elif classify_write_error(code) is ErrorKind.UNSTORABLE:
+                self.unstorable[index] = f"MongoDB error {code}: {error.get('errmsg', '')}"
+        self.pending = [i for i in self.pending if i not in self.unstorable]
+        if not errors:
+            self._check_existing = True
+
+    def _reject_unencodable(self, exc: Exception) -> None:
+        found = False
+        for index in self.pending:
+            problem = encoding_problem(self.documents[index])
+            if problem is not None:
+                self.unstorable[index] = problem
+                found = True
+        if not found:
+            raise TransientWriteError(f"{type(exc).__name__}: {exc}") from exc
+        self.pending = [i for i in self.pending if i not in self.unstorable]
