@@ -1,21 +1,29 @@
-"""The whole pipeline under load, and the original design as a baseline, in one run.
+"""The whole pipeline under load, the original design and raw clients as baselines, in one run.
 
-    uv run python -m bench.e2e_bench [--seconds 30] [--senders 4] [--rate 5000]
+    uv run python -m bench.e2e_bench [--quick] [--rounds 5] [--round-seconds 12] [--senders 4]
 
-1. Sustained ingest: 1,000-event batches through the gateway from ``--senders``
-   concurrent clients while the query service answers searches and histograms and
-   the stream service feeds live-tail clients; the rate is acknowledged events
-   divided by the time until the last of them is stored in MongoDB.
-2. Latency at a steady ``--rate``: ingest → queryable (first seen by a poller on
-   the query API, which reads from secondaries) and ingest → live tail (received
-   by an SSE client), from the send time each event carries.
-3. Baseline: the original design (bench/baseline/app.py, one ``insert_one`` per
-   request) with concurrent clients posting single events, on the same machine.
+Phases, each repeated ``--rounds`` times and quoted as the median of its rounds:
+
+1. Sustained: 1,000-event batches through the gateway from ``--senders``
+   clients while the query service answers searches and histograms and the
+   stream feeds ``--tail-clients`` live-tail clients (one service each). After a
+   warm-up, each round reads the CPU time (utime+stime from /proc/<pid>/stat) of
+   every process (gateway, relay, writer, stream, alerter, query, the Kafka
+   broker, each mongod) and the events stored in MongoDB; CPU per event is that
+   round's CPU over the events stored in that round.
+2. Gateway alone: a second gateway on a topic nobody reads, same senders; and
+   raw aiokafka ``send_batch()`` of the same records from this process.
+3. Latency at a steady ``--rate``: ingest -> queryable and ingest -> live tail.
+4. Raw ``insert_many`` (w=majority, ``--senders`` writers, 1,000 per call) of the
+   documents the writer stored, into a collection with the writer's indexes.
+5. The original design (bench/baseline/app.py): ``POST /logs/bulk`` (1,000 per
+   request, ``insert_many``) from ``--senders`` clients, then ``POST /logs`` (one
+   ``insert_one``) from ``--baseline-clients`` clients.
 
 Every service runs as in production (``python -m logriver_<service>``, local mode,
-tracing on at a 1% sample) against its own topic and database, so nothing else
-on the stack is measured or disturbed. The alerter consumes the topic too, as it
-would in a deployment.
+tracing on at a 1% sample) against its own topics and database, so nothing else
+on the stack is measured or disturbed; but the broker and the mongod processes
+are shared with whatever else runs on the machine, and their CPU is counted whole.
 """
 
 from __future__ import annotations
@@ -23,23 +31,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import orjson
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from pymongo import AsyncMongoClient
+from aiokafka.partitioner import DefaultPartitioner
+from bson import Binary, ObjectId
+from pymongo import AsyncMongoClient, IndexModel
 
 from bench.results import Figure, publish_figures
 from logriver_common.auth import DEV_KEY
+from logriver_common.event import utcnow
+from logriver_common.event_rule import admit_object, encode
 from tests.processes import ServiceProcess, free_port
 from tests.stack import STACK, eventually
 
@@ -48,6 +63,9 @@ AUTH = {"Authorization": f"Bearer {DEV_KEY}"}
 STREAMING = httpx.Timeout(10.0, read=None)
 SERVICES = [f"e2e-bench-{i}" for i in range(50)]
 LEVELS = ["DEBUG", "INFO", "INFO", "INFO", "INFO", "WARNING", "ERROR"]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PIPELINE = ("ingest", "relay", "writer", "stream", "alerter", "query")
+MONGODS = ("mongod-27017", "mongod-27018", "mongod-27019")
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -55,7 +73,11 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))] if ordered else 0.0
 
 
-def batch_body(seed: int, size: int = 1_000) -> bytes:
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def batch_events(seed: int, size: int = 1_000) -> list[dict[str, Any]]:
     """``size`` events of about 300 bytes, as a service's logging library would send them."""
     events = []
     for i in range(size):
@@ -70,26 +92,130 @@ def batch_body(seed: int, size: int = 1_000) -> bytes:
                 "metadata": {"route": "/api/v1/orders/{id}", "status": 200, "attempt": n % 3},
             }
         )
-    return orjson.dumps(events)
+    return events
+
+
+def batch_body(seed: int, size: int = 1_000) -> bytes:
+    return orjson.dumps(batch_events(seed, size))
+
+
+# --- CPU accounting --------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds (0.0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    # The command name (field 2) may hold spaces: split after its closing parenthesis.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def stack_pids() -> dict[str, int]:
+    """The shared stack's Kafka broker and mongod processes, from devstack's pid files."""
+    from devstack import paths  # the bench runs from the workspace, where devstack is
+
+    pids: dict[str, int] = {}
+    for name in ("kafka", *MONGODS):
+        path = paths.pid_file(name)
+        if path.exists():
+            pids["kafka broker" if name == "kafka" else name] = int(path.read_text().split()[0])
+    return pids
+
+
+@dataclass
+class Snapshot:
+    at: float
+    cpu: dict[str, float]
+    count: int
+
+
+class Meter:
+    """CPU seconds of named processes (``self`` is this bench process) between snapshots."""
+
+    def __init__(self, pids: Mapping[str, int]) -> None:
+        self.pids = dict(pids)
+
+    def cpu(self) -> dict[str, float]:
+        out = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        out["bench process"] = time.process_time()
+        return out
+
+
+@dataclass
+class Round:
+    seconds: float
+    events: int  # events stored (or acked, for phases that store nothing)
+    cpu: dict[str, float]  # CPU seconds per process during the round
+
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    def us_per_event(self, name: str) -> float:
+        return 1e6 * self.cpu.get(name, 0.0) / self.events if self.events else float("nan")
+
+
+def rounds_between(snaps: list[Snapshot]) -> list[Round]:
+    return [
+        Round(
+            seconds=b.at - a.at,
+            events=b.count - a.count,
+            cpu={k: b.cpu[k] - a.cpu.get(k, 0.0) for k in b.cpu},
+        )
+        for a, b in itertools.pairwise(snaps)
+    ]
+
+
+async def measured_rounds(
+    meter: Meter, count: Callable[[], Any], rounds: int, seconds: float
+) -> list[Round]:
+    """``rounds`` consecutive windows of ``seconds``; ``count`` gives the events so far."""
+    snaps = [Snapshot(time.monotonic(), meter.cpu(), await count())]
+    for _ in range(rounds):
+        await asyncio.sleep(seconds)
+        snaps.append(Snapshot(time.monotonic(), meter.cpu(), await count()))
+    return rounds_between(snaps)
+
+
+def median_rate(rounds: list[Round]) -> float:
+    return median([r.rate() for r in rounds])
+
+
+def median_us(rounds: list[Round], *names: str) -> float:
+    return median([sum(r.us_per_event(n) for n in names) for r in rounds if r.events > 0])
+
+
+# --- the pipeline ----------------------------------------------------------------------
 
 
 @dataclass
 class Pipeline:
-    """The services of one bench run, on a private topic, database and schema."""
+    """The services of one bench run, on private topics, database and schema."""
 
+    run: str
     topic: str
     database: str
     schema: str
     procs: dict[str, ServiceProcess] = field(default_factory=dict)
 
-    def env(self) -> dict[str, str]:
+    @property
+    def side_topic(self) -> str:
+        """Read by nobody: the gateway-alone and raw send_batch() phases write here."""
+        return f"{self.topic}.side"
+
+    def env(self, topic: str | None = None) -> dict[str, str]:
+        topic = topic or self.topic
         return {
-            "LOGRIVER_KAFKA_TOPIC": self.topic,
+            "LOGRIVER_KAFKA_TOPIC": topic,
             "LOGRIVER_KAFKA_DLQ_TOPIC": f"{self.topic}.dlq",
+            "LOGRIVER_KAFKA_RAW_TOPIC": f"{self.topic}.raw",
             "LOGRIVER_MONGO_DATABASE": self.database,
             "LOGRIVER_POSTGRES_DSN": f"{STACK.postgres_dsn}?options=-csearch_path%3D{self.schema}",
             "LOGRIVER_WRITER_GROUP_ID": f"writer-{self.topic}",
             "LOGRIVER_ALERTER_GROUP_ID": f"alerter-{self.topic}",
+            "LOGRIVER_INGEST_RELAY_GROUP_ID": f"relay-{self.topic}",
             "LOGRIVER_OTEL_SAMPLE_RATIO": "0.01",
             "LOGRIVER_LOG_LEVEL": "WARNING",
         }
@@ -97,39 +223,54 @@ class Pipeline:
     def url(self, name: str) -> str:
         return self.procs[name].url
 
+    def pids(self) -> dict[str, int]:
+        return {name: proc.proc.pid for name, proc in self.procs.items() if proc.proc is not None}
+
+
+def _topics(pipe: Pipeline) -> list[str]:
+    return [pipe.topic, f"{pipe.topic}.dlq", f"{pipe.topic}.raw", pipe.side_topic]
+
 
 @contextlib.asynccontextmanager
 async def pipeline() -> AsyncIterator[Pipeline]:
     run = uuid.uuid4().hex[:8]
-    pipe = Pipeline(topic=f"bench.e2e.{run}", database=f"bench_e2e_{run}", schema=f"bench_{run}")
+    pipe = Pipeline(
+        run=run, topic=f"bench.e2e.{run}", database=f"bench_e2e_{run}", schema=f"bench_{run}"
+    )
     admin = AIOKafkaAdminClient(bootstrap_servers=STACK.kafka)
     await admin.start()
     pg = await asyncpg.connect(STACK.postgres_dsn)
     await pg.execute(f'CREATE SCHEMA "{pipe.schema}"')
-    await admin.create_topics([NewTopic(pipe.topic, 6, 1), NewTopic(f"{pipe.topic}.dlq", 1, 1)])
+    await admin.create_topics(
+        [
+            NewTopic(pipe.topic, 6, 1),
+            NewTopic(f"{pipe.topic}.dlq", 1, 1),
+            NewTopic(f"{pipe.topic}.raw", 6, 1),
+            NewTopic(pipe.side_topic, 6, 1),
+        ]
+    )
     try:
         for name in ("writer", "ingest", "query", "stream", "alerter"):
             pipe.procs[name] = ServiceProcess(name, pipe.env(), tag=f"bench-{run}").start()
+        pipe.procs["relay"] = ServiceProcess(
+            "ingest",
+            pipe.env(),
+            tag=f"bench-relay-{run}",
+            args=("relay",),
+            port_env="LOGRIVER_INGEST_RELAY_PORT",
+        ).start()
         for proc in pipe.procs.values():
             await asyncio.to_thread(proc.wait_ready, 90)
         yield pipe
     finally:
         for proc in pipe.procs.values():
             proc.kill()
-        await admin.delete_topics([pipe.topic, f"{pipe.topic}.dlq"])
+        await admin.delete_topics(_topics(pipe))
         await admin.close()
         await pg.execute(f'DROP SCHEMA IF EXISTS "{pipe.schema}" CASCADE')
         await pg.close()
         mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri)
         await mongo.drop_database(pipe.database)
-        await mongo.close()
-
-
-async def stored(database: str) -> int:
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri)
-    try:
-        return await mongo[database]["logs"].count_documents({})
-    finally:
         await mongo.close()
 
 
@@ -160,54 +301,211 @@ async def tail_load(url: str, service: str, stop: asyncio.Event, counter: list[i
                 return
 
 
-async def sustained(pipe: Pipeline, seconds: float, senders: int) -> dict[str, float]:
-    bodies = [batch_body(seed) for seed in range(senders * 4)]
-    acked = 0
+class Senders:
+    """``count`` clients posting 1,000-event batches to ``url + path`` until stopped."""
+
+    def __init__(self, url: str, path: str, count: int, ok: int) -> None:
+        self.url, self.path, self.count, self.ok = url, path, count, ok
+        self.acked = 0
+        self.stop = asyncio.Event()
+        self.bodies = [batch_body(seed) for seed in range(count * 4)]
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def _send(self, index: int) -> None:
+        headers = {**AUTH, "Content-Type": "application/json"}
+        async with httpx.AsyncClient(base_url=self.url, timeout=60) as http:
+            n = index
+            while not self.stop.is_set():
+                resp = await http.post(
+                    self.path, content=self.bodies[n % len(self.bodies)], headers=headers
+                )
+                if resp.status_code == self.ok:
+                    self.acked += 1_000
+                n += self.count
+
+    def start(self) -> None:
+        self.tasks = [asyncio.create_task(self._send(i)) for i in range(self.count)]
+
+    async def finish(self) -> None:
+        self.stop.set()
+        await asyncio.gather(*self.tasks)
+
+
+async def sustained(pipe: Pipeline, args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri)
+    logs = mongo[pipe.database]["logs"]
     stop = asyncio.Event()
     served: list[float] = []
     tailed = [0]
-
-    async def sender(index: int) -> None:
-        nonlocal acked
-        headers = {**AUTH, "Content-Type": "application/json"}
-        async with httpx.AsyncClient(base_url=pipe.url("ingest"), timeout=60) as http:
-            n = index
-            while not stop.is_set():
-                resp = await http.post("/v1/logs", content=bodies[n % len(bodies)], headers=headers)
-                if resp.status_code == 202:
-                    acked += int(orjson.loads(resp.content)["accepted"])
-                n += senders
-
     background = [
-        *(asyncio.create_task(query_load(pipe.url("query"), stop, served)) for _ in range(4)),
+        *(
+            asyncio.create_task(query_load(pipe.url("query"), stop, served))
+            for _ in range(args.query_clients)
+        ),
         *(
             asyncio.create_task(tail_load(pipe.url("stream"), SERVICES[i], stop, tailed))
-            for i in range(20)
+            for i in range(args.tail_clients)
         ),
     ]
-    started = time.monotonic()
-    tasks = [asyncio.create_task(sender(i)) for i in range(senders)]
-    await asyncio.sleep(seconds)
-    stop.set()
-    await asyncio.gather(*tasks)
-    sent_for = time.monotonic() - started
+    senders = Senders(pipe.url("ingest"), "/v1/logs", args.senders, 202)
+    senders.start()
+    try:
+        await asyncio.sleep(args.warmup)
 
-    async def all_stored() -> bool:
-        return await stored(pipe.database) >= acked
+        async def stored() -> int:
+            return int(await logs.estimated_document_count())
 
-    await eventually(all_stored, within=600, what="every acknowledged event stored")
-    stored_after = time.monotonic() - started
-    for task in background:
-        task.cancel()
-    await asyncio.gather(*background, return_exceptions=True)
+        async def acked() -> int:
+            return senders.acked
+
+        acked_before = senders.acked
+        profilers = await start_profilers(pipe, args)
+        rounds = await measured_rounds(meter, stored, args.rounds, args.round_seconds)
+        for profiler in profilers:
+            await profiler.wait()
+        acked_rate = (senders.acked - acked_before) / sum(r.seconds for r in rounds)
+        await senders.finish()
+
+        async def all_stored() -> bool:
+            return await logs.count_documents({}) >= senders.acked
+
+        await eventually(all_stored, within=600, what="every acknowledged event stored")
+        sample = await logs.find({}).limit(20_000).to_list()
+        indexes = [spec async for spec in await logs.list_indexes()]
+    finally:
+        stop.set()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await mongo.close()
     return {
-        "acked events": acked,
-        "gateway acked events/s": acked / sent_for,
-        "end-to-end stored events/s": acked / stored_after,
+        "rounds": rounds,
+        "acked events/s": acked_rate,
         "query requests served": len(served),
         "query p99 ms under load": 1000 * percentile(served, 99),
         "live-tail events delivered": tailed[0],
+        "sample": sample,
+        "indexes": indexes,
     }
+
+
+async def start_profilers(pipe: Pipeline, args: argparse.Namespace) -> list[Any]:
+    """py-spy on the gateway and the stream for the measured rounds (``--profile DIR``).
+
+    Sampling costs the profiled process little (``--nonblocking``: it is never
+    paused) but py-spy itself uses CPU: quote CPU figures from runs without it.
+    """
+    if not args.profile:
+        return []
+    out = Path(args.profile)
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    seconds = int(args.rounds * args.round_seconds)
+    procs = []
+    for name in ("ingest", "stream"):
+        pid = pipe.pids()[name]
+        procs.append(
+            await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--rate",
+                "50",
+                "--duration",
+                str(seconds),
+                "--pid",
+                str(pid),
+                "--output",
+                str(out / f"{name}.txt"),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        )
+    return procs
+
+
+async def gateway_alone(pipe: Pipeline, args: argparse.Namespace) -> list[Round]:
+    """A second gateway publishing to a topic nobody reads: the gateway's own rate and CPU."""
+    proc = ServiceProcess("ingest", pipe.env(pipe.side_topic), tag=f"bench-side-{pipe.run}")
+    proc.start()
+    try:
+        await asyncio.to_thread(proc.wait_ready, 90)
+        side = Meter({"gateway alone": proc.proc.pid if proc.proc else 0, **stack_pids()})
+        senders = Senders(proc.url, "/v1/logs", args.senders, 202)
+        senders.start()
+        await asyncio.sleep(min(args.warmup, 5))
+
+        async def acked() -> int:
+            return senders.acked
+
+        rounds = await measured_rounds(side, acked, args.rounds, args.side_seconds)
+        await senders.finish()
+        return rounds
+    finally:
+        proc.kill()
+
+
+async def raw_send_batch(pipe: Pipeline, args: argparse.Namespace) -> list[Round]:
+    """aiokafka ``send_batch()`` of the records the gateway would publish (same settings)."""
+    now = utcnow()
+    records = [
+        [
+            (event.service.encode(), encode(event))
+            for event in (
+                admit_object({**item, "id": uuid.uuid4().hex, "received_at": now}, now=now)
+                for item in batch_events(seed)
+            )
+        ]
+        for seed in range(args.senders * 4)
+    ]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=STACK.kafka,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=512 * 1024,
+        compression_type="lz4",
+    )
+    await producer.start()
+    partitioner = DefaultPartitioner()
+    sent = 0
+    stop = asyncio.Event()
+    locks: dict[int, asyncio.Lock] = {}
+
+    async def sender(index: int) -> None:
+        nonlocal sent
+        partitions = sorted(await producer.partitions_for(pipe.side_topic))
+        n = index
+        while not stop.is_set():
+            batches: dict[int, Any] = {}
+            for key, value in records[n % len(records)]:
+                p = int(partitioner(key, partitions, partitions))
+                batch = batches.get(p)
+                if batch is None:
+                    batch = batches[p] = producer.create_batch()
+                batch.append(timestamp=None, key=key, value=value, headers=[])
+            futures = []
+            for p, batch in batches.items():
+                batch.close()
+                async with locks.setdefault(p, asyncio.Lock()):
+                    futures.append(await producer.send_batch(batch, pipe.side_topic, partition=p))
+            await asyncio.gather(*futures)
+            sent += 1_000
+            n += args.senders
+
+    tasks = [asyncio.create_task(sender(i)) for i in range(args.senders)]
+    try:
+        await asyncio.sleep(2)
+
+        async def count() -> int:
+            return sent
+
+        return await measured_rounds(Meter(stack_pids()), count, args.rounds, args.side_seconds)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await producer.stop()
 
 
 async def latency(pipe: Pipeline, rate: int, seconds: float) -> dict[str, float]:
@@ -284,8 +582,62 @@ async def latency(pipe: Pipeline, rate: int, seconds: float) -> dict[str, float]
     }
 
 
-async def baseline(seconds: float, clients: int) -> dict[str, float]:
-    """The original design: one POST and one insert_one per event."""
+def fresh_id(old: Any) -> Any:
+    """A new ``_id`` of the same kind as the writer's."""
+    if isinstance(old, Binary):
+        return Binary.from_uuid(uuid.uuid4())
+    if isinstance(old, uuid.UUID):
+        return uuid.uuid4()
+    if isinstance(old, ObjectId):
+        return ObjectId()
+    return str(uuid.uuid4())
+
+
+async def raw_insert_many(
+    sample: list[dict[str, Any]], indexes: list[dict[str, Any]], args: argparse.Namespace
+) -> list[Round]:
+    """``insert_many`` (w=majority) of the documents the writer stored, with its indexes."""
+    database = f"bench_rawins_{uuid.uuid4().hex[:8]}"
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri, w="majority")
+    logs = mongo[database]["logs"]
+    models = []
+    for spec in indexes:
+        if spec["name"] == "_id_":
+            continue
+        options = {k: v for k, v in spec.items() if k not in ("v", "key", "ns")}
+        models.append(IndexModel(list(spec["key"].items()), **options))
+    if models:
+        await logs.create_indexes(models)
+    stop = asyncio.Event()
+    stored = 0
+
+    async def writer(index: int) -> None:
+        nonlocal stored
+        n = index
+        while not stop.is_set():
+            start = (n * 1_000) % max(1, len(sample) - 1_000)
+            docs = [{**doc, "_id": fresh_id(doc["_id"])} for doc in sample[start : start + 1_000]]
+            await logs.insert_many(docs, ordered=False)
+            stored += len(docs)
+            n += args.senders
+
+    tasks = [asyncio.create_task(writer(i)) for i in range(args.senders)]
+    try:
+        await asyncio.sleep(2)
+
+        async def count() -> int:
+            return stored
+
+        return await measured_rounds(Meter(stack_pids()), count, args.rounds, args.side_seconds)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await mongo.drop_database(database)
+        await mongo.close()
+
+
+@contextlib.asynccontextmanager
+async def original_design() -> AsyncIterator[tuple[str, int]]:
     database = f"bench_baseline_{uuid.uuid4().hex[:8]}"
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
@@ -301,6 +653,34 @@ async def baseline(seconds: float, clients: int) -> dict[str, float]:
                     if (await http.get("/docs")).status_code == 200:
                         break
                 await asyncio.sleep(0.1)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        await proc.wait()
+        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri)
+        await mongo.drop_database(database)
+        await mongo.close()
+
+
+async def baseline_bulk(args: argparse.Namespace) -> list[Round]:
+    """The original design's ``POST /logs/bulk``: 1,000 events, one insert_many, per request."""
+    async with original_design() as (url, pid):
+        senders = Senders(url, "/logs/bulk", args.senders, 201)
+        senders.start()
+        await asyncio.sleep(2)
+
+        async def count() -> int:
+            return senders.acked
+
+        meter = Meter({"original app": pid, **stack_pids()})
+        rounds = await measured_rounds(meter, count, args.rounds, args.side_seconds)
+        await senders.finish()
+        return rounds
+
+
+async def baseline_single(args: argparse.Namespace) -> list[Round]:
+    """The original design's ``POST /logs``: one POST and one insert_one per event."""
+    async with original_design() as (url, pid):
         done = 0
         stop = asyncio.Event()
 
@@ -312,61 +692,169 @@ async def baseline(seconds: float, clients: int) -> dict[str, float]:
                     entry = {"level": "INFO", "service": SERVICES[n % 50], "message": f"event {n}"}
                     if (await http.post("/logs", json=entry)).status_code == 201:
                         done += 1
-                    n += clients
+                    n += args.baseline_clients
 
-        started = time.monotonic()
-        tasks = [asyncio.create_task(client(i)) for i in range(clients)]
-        await asyncio.sleep(seconds)
+        tasks = [asyncio.create_task(client(i)) for i in range(args.baseline_clients)]
+        await asyncio.sleep(1)
+
+        async def count() -> int:
+            return done
+
+        meter = Meter({"original app": pid, **stack_pids()})
+        rounds = await measured_rounds(meter, count, 1, args.baseline_seconds)
         stop.set()
         await asyncio.gather(*tasks)
-        return {"baseline events/s": done / (time.monotonic() - started)}
-    finally:
-        proc.terminate()
-        await proc.wait()
-        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri)
-        await mongo.drop_database(database)
-        await mongo.close()
+        return rounds
 
 
-async def main(args: argparse.Namespace) -> None:
-    print(
-        f"end-to-end bench: {args.seconds:.0f} s sustained, {args.senders} senders; "
-        f"latency at {args.rate:,} events/s for {args.latency_seconds:.0f} s",
-        flush=True,
-    )
-    async with pipeline() as pipe:
-        load = await sustained(pipe, args.seconds, args.senders)
-        print(f"  sustained: {load}", flush=True)
-        lat = await latency(pipe, args.rate, args.latency_seconds)
-        print(f"  latency:   {lat}", flush=True)
-    base = await baseline(args.baseline_seconds, args.baseline_clients)
-    print(f"  baseline:  {base}", flush=True)
-    multiple = load["end-to-end stored events/s"] / base["baseline events/s"]
-    figures: dict[str, Figure] = {**load, **lat, **base}
-    figures["end-to-end / baseline"] = f"{multiple:.1f}x"
+# --- report ----------------------------------------------------------------------------
+
+
+def cpu_table(rounds: list[Round], names: list[str]) -> dict[str, float]:
+    return {name: round(median_us(rounds, name), 1) for name in names}
+
+
+def report(
+    args: argparse.Namespace,
+    load: dict[str, Any],
+    side: list[Round],
+    raw_kafka: list[Round],
+    raw_mongo: list[Round],
+    bulk: list[Round],
+    single: list[Round],
+    lat: dict[str, float],
+) -> dict[str, Figure]:
+    rounds: list[Round] = load["rounds"]
+    stored = median_rate(rounds)
+    rates = {
+        "gateway acked events/s (sustained, whole pipeline)": load["acked events/s"],
+        "end-to-end stored events/s (sustained)": stored,
+        "gateway alone events/s (topic nobody reads)": median_rate(side),
+        "raw aiokafka send_batch() events/s": median_rate(raw_kafka),
+        "raw insert_many events/s (writer's documents and indexes)": median_rate(raw_mongo),
+        "original POST /logs/bulk events/s": median_rate(bulk),
+        "original POST /logs events/s": median_rate(single),
+    }
+    ratios = {
+        "end-to-end / original bulk": stored / max(1e-9, median_rate(bulk)),
+        "end-to-end / raw insert_many": stored / max(1e-9, median_rate(raw_mongo)),
+        "gateway alone / raw send_batch()": median_rate(side) / max(1e-9, median_rate(raw_kafka)),
+        "end-to-end / original POST /logs": stored / max(1e-9, median_rate(single)),
+    }
+    services = [n for n in PIPELINE if n in rounds[0].cpu]
+    per_process = cpu_table(rounds, [*services, "kafka broker", *MONGODS])
+    per_process["logriver services total"] = round(median_us(rounds, *services), 1)
+    per_process["mongod total"] = round(median_us(rounds, *MONGODS), 1)
+    compare = {
+        "gateway alone": round(median_us(side, "gateway alone"), 1),
+        "gateway alone: kafka broker": round(median_us(side, "kafka broker"), 1),
+        "raw send_batch(): producer (this process)": round(
+            median_us(raw_kafka, "bench process"), 1
+        ),
+        "raw send_batch(): kafka broker": round(median_us(raw_kafka, "kafka broker"), 1),
+        "raw insert_many: mongod total": round(median_us(raw_mongo, *MONGODS), 1),
+        "original bulk: app": round(median_us(bulk, "original app"), 1),
+        "original bulk: mongod total": round(median_us(bulk, *MONGODS), 1),
+        "original single: app": round(median_us(single, "original app"), 1),
+        "original single: mongod total": round(median_us(single, *MONGODS), 1),
+    }
+    figures: dict[str, Figure] = {}
+    for key, value in rates.items():
+        figures[key] = round(value, 1)
+    for key, value in ratios.items():
+        figures[key] = f"{100 * value:.0f}%" if value < 2 else f"{value:.1f}x"
+    figures["per-round end-to-end events/s"] = " / ".join(f"{r.rate():,.0f}" for r in rounds)
+    for key, value in per_process.items():
+        figures[f"CPU us/stored event: {key}"] = value
+    for key, value in compare.items():
+        figures[f"CPU us/event: {key}"] = value
+    for key in ("query requests served", "query p99 ms under load", "live-tail events delivered"):
+        figures[key] = round(float(load[key]), 1)
+    for key, value in lat.items():
+        figures[key] = round(value, 1)
+    return figures
+
+
+def print_table(figures: Mapping[str, Figure]) -> None:
     print()
     for key, value in figures.items():
         shown = f"{value:,.1f}" if isinstance(value, float) else str(value)
-        print(f"  {key:<36} {shown:>14}")
-    load_avg = os.getloadavg()[0]
+        print(f"  {key:<58} {shown:>16}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    began = time.monotonic()
     print(
-        "\n  targets: >= 20,000 events/s end to end; queryable p99 < 1 s and live-tail "
-        f"p99 < 250 ms at 5,000 events/s; >= 20x the baseline (load average {load_avg:.1f})"
+        f"end-to-end bench: warm-up {args.warmup:.0f} s then {args.rounds} rounds of "
+        f"{args.round_seconds:.0f} s, {args.senders} senders, {args.tail_clients} tail clients; "
+        f"baselines {args.rounds} x {args.side_seconds:.0f} s",
+        flush=True,
     )
-    publish_figures(
-        "e2e",
-        {k: round(v, 1) if isinstance(v, float) else v for k, v in figures.items()},
-        notes=f"{args.senders} senders of 1,000-event batches; baseline {args.baseline_clients} "
-        "clients posting single events",
+    async with pipeline() as pipe:
+        meter = Meter({**pipe.pids(), **stack_pids()})
+        meter.pids["gateway"] = meter.pids.pop("ingest")
+        load = await sustained(pipe, args, meter)
+        # Report the gateway under its own name, and keep the table's order.
+        for r in load["rounds"]:
+            r.cpu["ingest"] = r.cpu.pop("gateway")
+        print(f"  sustained: {[f'{r.rate():,.0f}/s' for r in load['rounds']]}", flush=True)
+        side = await gateway_alone(pipe, args)
+        print(f"  gateway alone: {[f'{r.rate():,.0f}/s' for r in side]}", flush=True)
+        raw_kafka = await raw_send_batch(pipe, args)
+        print(f"  raw send_batch: {[f'{r.rate():,.0f}/s' for r in raw_kafka]}", flush=True)
+        lat = await latency(pipe, args.rate, args.latency_seconds)
+        print(f"  latency: {lat}", flush=True)
+    raw_mongo = await raw_insert_many(load["sample"], load["indexes"], args)
+    print(f"  raw insert_many: {[f'{r.rate():,.0f}/s' for r in raw_mongo]}", flush=True)
+    bulk = await baseline_bulk(args)
+    print(f"  original bulk: {[f'{r.rate():,.0f}/s' for r in bulk]}", flush=True)
+    single = await baseline_single(args)
+    print(f"  original single: {[f'{r.rate():,.0f}/s' for r in single]}", flush=True)
+    figures = report(args, load, side, raw_kafka, raw_mongo, bulk, single, lat)
+    print_table(figures)
+    print(f"\n  load average {os.getloadavg()[0]:.1f}")
+    notes = (
+        f"{'quick mode; ' if args.quick else ''}medians of {args.rounds} rounds "
+        f"({args.round_seconds:.0f} s sustained, {args.side_seconds:.0f} s baselines); "
+        f"{args.senders} senders of 1,000-event batches, {args.tail_clients} live-tail clients, "
+        f"{args.query_clients} query clients; CPU from /proc/<pid>/stat (utime+stime) per event "
+        "stored in the round; the broker and mongod serve the whole machine and are counted whole"
     )
+    publish_figures("e2e", figures, notes=notes)
+    if not os.environ.get("LOGRIVER_BENCH_RESULTS") and args.write_docs:
+        from bench.run_all import replace_section
+
+        replace_section("e2e", sys.argv[1:], figures, notes, seconds=time.monotonic() - began)
+        print("  wrote the e2e section of docs/benchmarks.md")
 
 
-if __name__ == "__main__":
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--quick", action="store_true", help="a couple of minutes, for development")
+    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--round-seconds", type=float, default=12.0)
+    parser.add_argument("--side-seconds", type=float, default=6.0)
     parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--tail-clients", type=int, default=10)
+    parser.add_argument("--query-clients", type=int, default=4)
     parser.add_argument("--rate", type=int, default=5_000)
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the gateway and stream into DIR")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--baseline-seconds", type=float, default=15.0)
     parser.add_argument("--baseline-clients", type=int, default=32)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--no-write-docs",
+        dest="write_docs",
+        action="store_false",
+        help="run alone, do not update docs/benchmarks.md",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.warmup, args.rounds, args.round_seconds, args.side_seconds = 5.0, 3, 8.0, 4.0
+        args.latency_seconds, args.baseline_seconds, args.rate = 8.0, 5.0, 2_000
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))

@@ -1,8 +1,10 @@
-"""The original design's ingest path: one HTTP request, one ``insert_one`` into MongoDB.
+"""The original design's ingest path: straight from HTTP into MongoDB.
 
-This is what logriver replaced. It exists only so bench/ can measure our
-pipeline against it on the same machine, in the same run. Run it with
-``python -m bench.baseline.app --port N --database D``.
+``POST /logs`` takes one event (one ``insert_one``); ``POST /logs/bulk`` takes a
+JSON array (one ``insert_many``, 1,000 per request in the benches), both with
+w=majority into the same 3-member replica set. This is what logriver replaced.
+It exists only so bench/ can measure our pipeline against it on the same
+machine, in the same run. Run it with ``python -m bench.baseline.app --port N --database D``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class LogEntry(BaseModel):
 def create_app(database: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO_URI)
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGO_URI, w="majority")
         app.state.logs = client[database]["logs"]
         yield
         await client.close()
@@ -47,6 +49,16 @@ def create_app(database: str) -> FastAPI:
         doc["timestamp"] = doc["timestamp"] or datetime.now(UTC)
         result = await app.state.logs.insert_one(doc)
         return {"id": str(result.inserted_id)}
+
+    @app.post("/logs/bulk", status_code=201)
+    async def create_logs(entries: list[LogEntry]) -> dict[str, int]:
+        now = datetime.now(UTC)
+        docs = [entry.model_dump() for entry in entries]
+        for doc in docs:
+            doc["timestamp"] = doc["timestamp"] or now
+        if docs:
+            await app.state.logs.insert_many(docs)
+        return {"inserted": len(docs)}
 
     return app
 
