@@ -12,7 +12,7 @@ from logriver_common.retention import RetentionPolicy
 from logriver_ingest.parsing import LineError
 from logriver_ingest.redaction import Redactor
 from logriver_ingest.settings import IngestSettings
-from logriver_ingest.validation import ValidatedBatch, validate_items
+from logriver_ingest.validation import ValidatedBatch, shortest_retention, validate_items
 
 SETTINGS = IngestSettings()
 REDACTOR = Redactor(SETTINGS.redaction_rules, SETTINGS.masked_metadata_keys)
@@ -151,3 +151,39 @@ def test_values_storage_cannot_hold_are_per_item_errors(
     (error,) = batch.errors
     assert error["index"] == 1
     assert error["errors"][0]["loc"] == loc
+
+
+def test_the_shortest_retention_shortcut_keeps_every_verdict() -> None:
+    # DEBUG keeps 1 day, the rest 30: the shortcut may only skip events younger than 1 day.
+    policy = RetentionPolicy.model_validate(
+        {"default": "P30D", "levels": {"DEBUG": "P1D"}, "services": {"audit": {"default": "PT1H"}}}
+    )
+    assert shortest_retention(policy) == timedelta(hours=1)
+    assert shortest_retention(RetentionPolicy.model_validate({"default": None})) is None
+    cases = [
+        ({"service": "web", "level": "debug"}, timedelta(days=1), False),  # exactly at the edge
+        ({"service": "web", "level": "debug"}, timedelta(days=1) - timedelta(seconds=1), True),
+        ({"service": "web", "level": "info"}, timedelta(days=2), True),
+        ({"service": "audit", "level": "info"}, timedelta(hours=1), False),
+        ({"service": "audit", "level": "info"}, timedelta(minutes=59), True),
+        ({"service": "web", "level": "info"}, timedelta(days=30), False),
+    ]
+    for fields, age, kept in cases:
+        stamp = (NOW - age).isoformat()
+        batch = validate_items(
+            [{"message": "m", "timestamp": stamp, **fields}],
+            context=SETTINGS.event_limits().context(),
+            received_at=NOW,
+            redactor=REDACTOR,
+            retention=policy,
+        )
+        assert (len(batch.records) == 1) is kept, (fields, age, batch.errors)
+    forever = RetentionPolicy.model_validate({"default": None})
+    batch = validate_items(
+        [{"service": "a", "message": "m", "timestamp": "1971-01-01T00:00:00Z"}],
+        context=SETTINGS.event_limits().context(),
+        received_at=NOW,
+        redactor=REDACTOR,
+        retention=forever,
+    )
+    assert len(batch.records) == 1

@@ -35,7 +35,6 @@ def luhn_valid(digits: str) -> bool:
 
 # Card numbers have 13 to 19 digits; fewer digits in the whole text cannot hold one.
 _MIN_CARD_DIGITS = 13
-_DELETE_DIGITS = str.maketrans("", "", "0123456789")
 _MAX_REMEMBERED_KEYS = 10_000
 
 
@@ -71,6 +70,51 @@ class Redactor:
         self._masked_keys = tuple(_normalise_key(k) for k in masked_keys)
         # Metadata keys repeat from event to event; remember the verdict per key.
         self._key_verdicts: dict[str, bool] = {}
+        # The gate of the common case, where no rule can apply to any string of an event:
+        # every hint of every hinted rule in one alternation, searched once in the
+        # lowered text (the same test as `hint in lowered`, one C call for all hints).
+        hints = sorted({h for rule in self._rules for h in rule.hints}, key=len, reverse=True)
+        self._any_hint = re.compile("|".join(map(re.escape, hints))) if hints else None
+        self._has_luhn = any(rule.luhn for rule in self._rules)
+        # A rule without hints and without Luhn runs on every string: no gate then.
+        self._ungated = any(not rule.hints and not rule.luhn for rule in self._rules)
+
+    def _may_apply(self, text: str) -> bool:
+        """False only when no rule would run on ``text`` (nor on any part of it between NULs).
+
+        ``text`` may be several strings joined by NUL: a hint in one of them is a
+        hint in the whole (NUL is no cased letter, so lowering the whole lowers each
+        part alike), and a part with 13 digits gives the whole 13 digits.
+        """
+        if self._ungated:
+            return True
+        if self._any_hint is not None and self._any_hint.search(text.lower()) is not None:
+            return True
+        return (
+            self._has_luhn and len(text) >= _MIN_CARD_DIGITS and _digits(text) >= _MIN_CARD_DIGITS
+        )
+
+    def _gather(self, value: Any, strings: list[str]) -> bool:
+        """Collect the strings of metadata; True as soon as a key is one to mask."""
+        if isinstance(value, dict):
+            verdicts = self._key_verdicts
+            for key, item in value.items():
+                verdict = verdicts.get(key)
+                if verdict is None:
+                    verdict = self.masks_key(key)
+                if verdict:
+                    return True
+                if isinstance(item, str):
+                    strings.append(item)
+                elif isinstance(item, dict | list) and self._gather(item, strings):
+                    return True
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, str):
+                    strings.append(item)
+                elif isinstance(item, dict | list) and self._gather(item, strings):
+                    return True
+        return False
 
     def redact_text(self, text: str, counts: Counter[str]) -> str:
         # The pre-checks of may_match(), inlined: this runs for every string of every event.
@@ -87,7 +131,7 @@ class Redactor:
                 if len(text) < _MIN_CARD_DIGITS:
                     continue
                 if digits < 0:
-                    digits = len(text) - len(text.translate(_DELETE_DIGITS))
+                    digits = _digits(text)
                 if digits < _MIN_CARD_DIGITS:
                     continue
             text = rule.apply(text, counts)
@@ -125,10 +169,26 @@ class Redactor:
         return value
 
     def redact_event(self, event: Event | LogEvent, counts: Counter[str]) -> None:
-        """Mask secrets in the event's message and metadata, in place."""
+        """Mask secrets in the event's message and metadata, in place.
+
+        Most events hold nothing to mask: one gate over all their strings at once
+        (and the cached verdicts of their metadata keys) settles that; only an
+        event that passes it takes the string-by-string path.
+        """
+        strings = [event.message]
+        if not (event.metadata and self._gather(event.metadata, strings)):
+            text = strings[0] if len(strings) == 1 else "\x00".join(strings)
+            if not self._may_apply(text):
+                return
         event.message = self.redact_text(event.message, counts)
         if event.metadata:
             event.metadata = self.redact_value(event.metadata, counts)
+
+
+def _digits(text: str) -> int:
+    """ASCII digits in ``text`` (bytes.translate: several times faster than str.translate)."""
+    raw = text.encode("utf-8", "surrogatepass")
+    return len(raw) - len(raw.translate(None, b"0123456789"))
 
 
 def _normalise_key(key: str) -> str:
