@@ -247,3 +247,36 @@ def test_filters_without_a_regex_are_never_charged() -> None:
     assert regex_batch is not None
     assert len(plain_batch.records) == 1
     assert (regex_batch.records, regex_batch.dropped) == ([], 1)
+
+
+def test_wants_key_drops_only_services_nobody_follows() -> None:
+    hub = hub_at({0: 0})
+    assert not hub.wants_key(b"api")  # nobody subscribed: everything can be dropped
+    api = subscriber(service=["api"])
+    hub.register(api)
+    assert hub.wants_key(b"api")
+    assert not hub.wants_key(b"web")
+    assert hub.wants_key(None)  # no key: decode and judge by the body
+    assert hub.wants_key(b"\xff\xfe")  # not UTF-8: the decoder judges it
+    assert not hub.wants_key(b"x" * 10_000)
+    everyone = subscriber()
+    hub.register(everyone)
+    assert hub.wants_key(b"web")  # a subscriber without a service filter wants all
+    hub.unregister(everyone)
+    hub.set_filter(api, make_filter(service=["web"]))
+    assert hub.wants_key(b"web")
+    assert not hub.wants_key(b"api")
+    hub.unregister(api)
+    assert not hub.wants_key(b"web")
+
+
+def test_a_forged_key_never_delivers_another_services_event() -> None:
+    # A hostile producer keys a "web" event as "api": the key lets it past the drop
+    # check, but delivery matches on the decoded event, so api's follower never sees it.
+    hub = hub_at({0: 0})
+    api = subscriber(service=["api"])
+    hub.register(api)
+    assert hub.wants_key(b"api")
+    hub.publish(items(record(0, 0, service="web")))
+    assert api.take() is None
+    assert hub.position == {0: 1}

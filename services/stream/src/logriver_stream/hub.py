@@ -137,6 +137,23 @@ class Hub:
     def __len__(self) -> int:
         return len(self._subscribers)
 
+    def wants_key(self, key: bytes | None) -> bool:
+        """Whether a record with this Kafka key could match any live subscriber.
+
+        The gateway and the relay key every record by its event's service, so a
+        record whose key names a service nobody follows (and no subscriber follows
+        every service) is dropped without being decoded. A key is only trusted to
+        drop: whoever forges one can at worst hide its own record from live tail,
+        which it could do by not producing it; a record that is delivered is always
+        decoded, and matched on its decoded service.
+        """
+        if self._wildcard or key is None:
+            return True
+        try:
+            return key.decode() in self._by_service
+        except UnicodeDecodeError:
+            return True  # not a service name: let the decoder judge it
+
     def register(self, subscriber: Subscriber) -> dict[int, int]:
         """Start offering live records; returns the position the subscriber joins at."""
         self._subscribers.add(subscriber)

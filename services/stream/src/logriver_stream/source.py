@@ -130,10 +130,15 @@ class KafkaSource:
 
     def _decode(self, batches: dict[TopicPartition, list[Any]]) -> list[SourceItem]:
         items: list[SourceItem] = []
+        wanted = self._hub.wants_key
         for tp, records in batches.items():
             for message in records:
                 offset: int = message.offset
                 record: StreamRecord | None
+                if not wanted(message.key):
+                    # Nobody follows this record's service: skipped undecoded (Hub.wants_key).
+                    items.append((tp.partition, offset, None))
+                    continue
                 try:
                     parsed = parse_record(tp.partition, offset, message.value)
                 except BadRecord as exc:
