@@ -41,7 +41,7 @@ from tests.e2e.verify import (
     assert_aggregations_match,
     assert_stored_exactly_once,
 )
-from tests.stack import eventually
+from tests.stack import eventually, wait_for_jaeger
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("restored")]
 
@@ -386,6 +386,7 @@ async def test_one_traced_request_is_one_trace_from_gateway_to_writer_and_alerte
             "severity": "warning",
         },
     )
+    await wait_for_jaeger()  # it may still be building (devstack/jaeger.py)
     ledger = Ledger()
     gateway = GatewayClient(ledger)
     try:

@@ -15,7 +15,7 @@ from logriver_common.telemetry import (
     setup_tracing,
     span_context_from_headers,
 )
-from tests.stack import STACK, eventually
+from tests.stack import STACK, eventually, wait_for_jaeger
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
 
@@ -30,6 +30,7 @@ async def _trace(trace_id: str) -> dict[str, Any] | None:
 
 
 async def test_span_from_the_shared_setup_reaches_jaeger(unique: str) -> None:
+    await wait_for_jaeger()
     provider = setup_tracing(f"test-{unique}", TelemetrySettings(endpoint=STACK.otlp_grpc))
     tracer = provider.get_tracer("tests")
     with tracer.start_as_current_span("produce") as span:
@@ -51,6 +52,7 @@ async def test_span_from_the_shared_setup_reaches_jaeger(unique: str) -> None:
 
 async def test_a_running_service_exports_its_request_spans() -> None:
     """The ingest service (started by `make up`) continues a trace we start."""
+    await wait_for_jaeger()
     trace_id = secrets.token_hex(16)
     traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
     async with httpx.AsyncClient(base_url="http://127.0.0.1:8000", timeout=5) as http:

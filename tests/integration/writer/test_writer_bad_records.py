@@ -27,7 +27,7 @@ from tests.integration.writer.helpers import (
     produce_raw,
     writer_env,
 )
-from tests.stack import STACK, eventually
+from tests.stack import STACK, eventually, wait_for_jaeger
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
 
@@ -39,6 +39,7 @@ def valid(event_id: str) -> bytes:
 async def test_bad_records_are_dead_lettered_and_neighbours_stored(
     topics: Topics, mongo_database: str, service_process: StartService
 ) -> None:
+    await wait_for_jaeger()  # it may still be building (devstack/jaeger.py)
     trace_id = secrets.token_hex(16)
     traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01".encode()
     records: list[tuple[str | None, RawRecord]] = [
