@@ -58,7 +58,7 @@ def test_level_aliases_normalise(alias: str, level: Level) -> None:
     assert LogEvent.model_validate(valid(level=alias)).level is level
 
 
-@pytest.mark.parametrize("bad", ["verbose", "", "ERRORS", 40, None, ["ERROR"]])
+@pytest.mark.parametrize("bad", ["verbose", "", "ERRORS", 40, ["ERROR"]])
 def test_unknown_or_mistyped_levels_are_rejected(bad: object) -> None:
     assert error_locs(valid(level=bad)) == {"level"}
 
@@ -186,3 +186,7 @@ def test_record_value_round_trips() -> None:
     event = LogEvent.model_validate(valid(level="warn", metadata={"k": [1, {"x": None}]}))
     again = LogEvent.model_validate_json(event.to_json())
     assert again == event
+
+
+def test_a_null_level_means_not_given() -> None:
+    assert LogEvent.model_validate(valid(level=None)).level is Level.INFO

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -61,8 +62,13 @@ def decode_event(
     *,
     limits: EventLimits = DEFAULT_LIMITS,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    now: datetime | None = None,
 ) -> Event | Rejection:
-    """The event in a record value, or why it cannot be used. Never raises."""
+    """The event in a record value, or why it cannot be used. Never raises.
+
+    ``now`` is for the future-skew check; a consumer decoding a fetched batch passes one
+    value for the whole batch (reading the clock per record is measurable).
+    """
     if value is None:
         return Rejection(RejectReason.NULL_VALUE, "record has no value (tombstone)")
     if len(value) > max_record_bytes:
@@ -70,7 +76,7 @@ def decode_event(
             RejectReason.TOO_LARGE, f"record is {len(value)} bytes; at most {max_record_bytes}"
         )
     try:
-        return decode_json(value, limits=limits)
+        return decode_json(value, limits=limits, now=now)
     except EventInvalid as exc:
         return _classify(value, str(exc))
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter

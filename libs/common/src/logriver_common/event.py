@@ -183,6 +183,8 @@ class LogEvent(BaseModel):
     @field_validator("level", mode="before")
     @classmethod
     def _normalise_level(cls, value: object) -> object:
+        if value is None:  # null means "not given", as for every other optional field
+            return Level.INFO
         if isinstance(value, str):
             return Level.parse(value)
         return value

@@ -44,9 +44,10 @@ class Decoder:
         self._max_record_bytes = max_record_bytes
         self._retention = retention
 
-    def decode(self, record: Record) -> Decoded:
+    def decode(self, record: Record, now: datetime | None = None) -> Decoded:
+        """``now``: one clock reading for a whole fetched batch (see decode_event)."""
         event = decode_event(
-            record.value, limits=self._limits, max_record_bytes=self._max_record_bytes
+            record.value, limits=self._limits, max_record_bytes=self._max_record_bytes, now=now
         )
         if isinstance(event, Rejection):
             return Rejected(record, event.reason, event.detail)
