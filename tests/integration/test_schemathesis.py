@@ -10,9 +10,9 @@ invalid data) and stateful sequences. The budget is fixed and derandomized
 (deterministic generation, a few examples per operation, no shrinking, a time
 cap), so the whole module takes about a minute and a run is repeatable.
 
-Every service must never answer 5xx (``not_a_server_error``). The query
-service must also answer only documented status codes and content types, with
-bodies that match its response models.
+Every service must never answer 5xx (``not_a_server_error``). The query and
+alerter services must also answer only documented status codes and content
+types, with bodies that match their response models.
 
 The writer is not in the list: it serves only health and metrics, which are
 not in its OpenAPI document (it lists no operation to test).
@@ -67,6 +67,7 @@ TARGETS = [
     Target("stream", request_timeout_s=1.0),
     Target(
         "alerter",
+        CONFORMANCE,
         # `POST /v1/channels/{name}/test` delivers to whatever URL the fuzzer wrote.
         env={"LOGRIVER_ALERTER_DELIVERY_TIMEOUT_S": "1"},
     ),

@@ -14,6 +14,21 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from logriver_alerter.channel_safety import header_problems, restore
+from logriver_alerter.contract import (
+    WITH_BODY,
+    AlertDetail,
+    AlertHistory,
+    ChannelList,
+    ChannelOut,
+    CurrentAlerts,
+    RuleList,
+    RuleOut,
+    SilenceList,
+    SilenceOut,
+    Status,
+    TestFireResult,
+    responses,
+)
 from logriver_alerter.delivery import Dispatcher, test_fire
 from logriver_alerter.evaluator import Evaluator
 from logriver_alerter.message import AlertMessage, TopMessage, console_link, trace_link
@@ -72,7 +87,7 @@ async def _check_channels(store: Repositories, spec: RuleSpec) -> None:
         raise ApiError(422, "validation_failed", errors)
 
 
-@router.get("/status")
+@router.get("/status", response_model=Status, responses=responses())
 async def status(request: Request) -> dict[str, Any]:
     """This instance's share of the work: its partitions, rules and tracked services."""
     evaluator: Evaluator = request.app.state.evaluator
@@ -90,7 +105,9 @@ async def status(request: Request) -> dict[str, Any]:
 # -- rules -----------------------------------------------------------------------------------
 
 
-@router.post("/rules", status_code=201)
+@router.post(
+    "/rules", status_code=201, response_model=RuleOut, responses=responses(*WITH_BODY, 409)
+)
 async def create_rule(spec: RuleSpec, store: StoreDep) -> dict[str, Any]:
     await _check_channels(store, spec)
     try:
@@ -100,12 +117,12 @@ async def create_rule(spec: RuleSpec, store: StoreDep) -> dict[str, Any]:
     return rule.model_dump(mode="json")
 
 
-@router.get("/rules")
+@router.get("/rules", response_model=RuleList, responses=responses())
 async def list_rules(store: StoreDep) -> dict[str, Any]:
     return {"rules": [r.model_dump(mode="json") for r in await store.rules.list_all()]}
 
 
-@router.get("/rules/{rule_id}")
+@router.get("/rules/{rule_id}", response_model=RuleOut, responses=responses(404))
 async def get_rule(rule_id: RuleId, store: StoreDep) -> dict[str, Any]:
     rule = await store.rules.get(rule_id)
     if rule is None:
@@ -113,7 +130,7 @@ async def get_rule(rule_id: RuleId, store: StoreDep) -> dict[str, Any]:
     return rule.model_dump(mode="json")
 
 
-@router.put("/rules/{rule_id}")
+@router.put("/rules/{rule_id}", response_model=RuleOut, responses=responses(*WITH_BODY, 404, 409))
 async def replace_rule(rule_id: RuleId, spec: RuleSpec, store: StoreDep) -> dict[str, Any]:
     await _check_channels(store, spec)
     try:
@@ -125,7 +142,7 @@ async def replace_rule(rule_id: RuleId, spec: RuleSpec, store: StoreDep) -> dict
     return rule.model_dump(mode="json")
 
 
-@router.delete("/rules/{rule_id}", status_code=204)
+@router.delete("/rules/{rule_id}", status_code=204, responses=responses(404))
 async def delete_rule(rule_id: RuleId, store: StoreDep) -> Response:
     if not await store.rules.delete(rule_id):
         raise _not_found("rule", rule_id)
@@ -135,7 +152,14 @@ async def delete_rule(rule_id: RuleId, store: StoreDep) -> Response:
 # -- channels --------------------------------------------------------------------------------
 
 
-@router.put("/channels/{name}")
+@router.put(
+    "/channels/{name}",
+    response_model=ChannelOut,
+    responses={
+        **responses(*WITH_BODY),
+        201: {"model": ChannelOut, "description": "Created (200 when replaced)."},
+    },
+)
 async def put_channel(
     name: ChannelName, spec: ChannelSpec, store: StoreDep, response: Response
 ) -> dict[str, Any]:
@@ -154,12 +178,12 @@ async def put_channel(
     return channel.public()
 
 
-@router.get("/channels")
+@router.get("/channels", response_model=ChannelList, responses=responses())
 async def list_channels(store: StoreDep) -> dict[str, Any]:
     return {"channels": [c.public() for c in await store.channels.list_all()]}
 
 
-@router.get("/channels/{name}")
+@router.get("/channels/{name}", response_model=ChannelOut, responses=responses(404))
 async def get_channel(name: ChannelName, store: StoreDep) -> dict[str, Any]:
     channel = await store.channels.get(name)
     if channel is None:
@@ -167,7 +191,7 @@ async def get_channel(name: ChannelName, store: StoreDep) -> dict[str, Any]:
     return channel.public()
 
 
-@router.delete("/channels/{name}", status_code=204)
+@router.delete("/channels/{name}", status_code=204, responses=responses(404, 409))
 async def delete_channel(name: ChannelName, store: StoreDep) -> Response:
     users = await store.rules.names_using_channel(name)
     if users:
@@ -177,7 +201,9 @@ async def delete_channel(name: ChannelName, store: StoreDep) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/channels/{name}/test")
+@router.post(
+    "/channels/{name}/test", response_model=TestFireResult, responses=responses(*WITH_BODY, 404)
+)
 async def test_channel(name: ChannelName, request: Request, store: StoreDep) -> dict[str, Any]:
     """Send a sample message now (one attempt); the reply is the receiver's status and a
     short reason, never its body."""
@@ -222,7 +248,7 @@ async def test_channel(name: ChannelName, request: Request, store: StoreDep) -> 
 # -- alerts ----------------------------------------------------------------------------------
 
 
-@router.get("/alerts/current")
+@router.get("/alerts/current", response_model=CurrentAlerts, responses=responses())
 async def current_alerts(
     store: StoreDep,
     rule_id: RuleIdFilter = None,
@@ -243,7 +269,7 @@ async def current_alerts(
     return {"alerts": [r.public() for r in rows]}
 
 
-@router.get("/alerts")
+@router.get("/alerts", response_model=AlertHistory, responses=responses())
 async def alert_history(
     store: StoreDep,
     state: Annotated[list[AlertState] | None, Query(max_length=3)] = None,
@@ -273,7 +299,7 @@ async def alert_history(
     }
 
 
-@router.get("/alerts/{alert_id}")
+@router.get("/alerts/{alert_id}", response_model=AlertDetail, responses=responses(404))
 async def get_alert(alert_id: AlertId, store: StoreDep) -> dict[str, Any]:
     row = await store.incidents.get(alert_id)
     if row is None:
@@ -284,7 +310,9 @@ async def get_alert(alert_id: AlertId, store: StoreDep) -> dict[str, Any]:
 # -- silences --------------------------------------------------------------------------------
 
 
-@router.post("/silences", status_code=201)
+@router.post(
+    "/silences", status_code=201, response_model=SilenceOut, responses=responses(*WITH_BODY)
+)
 async def create_silence(spec: SilenceSpec, store: StoreDep) -> dict[str, Any]:
     now = datetime.now(UTC)
     if spec.ends_at <= now:
@@ -296,13 +324,13 @@ async def create_silence(spec: SilenceSpec, store: StoreDep) -> dict[str, Any]:
     return (await store.silences.create(spec, now)).model_dump(mode="json")
 
 
-@router.get("/silences")
+@router.get("/silences", response_model=SilenceList, responses=responses())
 async def list_silences(store: StoreDep, active: bool = False) -> dict[str, Any]:
     silences = await store.silences.list_all(active_at=datetime.now(UTC) if active else None)
     return {"silences": [s.model_dump(mode="json") for s in silences]}
 
 
-@router.delete("/silences/{silence_id}", status_code=204)
+@router.delete("/silences/{silence_id}", status_code=204, responses=responses(404))
 async def expire_silence(silence_id: SilenceId, store: StoreDep) -> Response:
     if not await store.silences.expire(silence_id, datetime.now(UTC)):
         raise _not_found("silence", silence_id)
