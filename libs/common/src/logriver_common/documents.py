@@ -12,6 +12,15 @@ from typing import Any
 from logriver_common.event import LogEvent
 from logriver_common.event_rule import Event
 
+# The stored fields come from the event rule: the required ones are mapped below, every
+# other field of the rule is stored when set. `context` is only an input alias of
+# `metadata` (folded into it by the rule), so it is never stored.
+_MAPPED = ("id", "timestamp", "level", "service", "message")
+_INPUT_ONLY = ("context",)
+OPTIONAL_FIELDS = tuple(
+    f for f in Event.__struct_fields__ if f not in _MAPPED and f not in _INPUT_ONLY
+)
+
 # Level names in severity order; `level >= X` queries use `$in` over a suffix of this.
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -29,7 +38,7 @@ def event_to_document(event: Event | LogEvent, expire_at: datetime | None) -> di
         "service": event.service,
         "message": event.message,
     }
-    for field in ("trace_id", "span_id", "host", "env", "metadata", "received_at"):
+    for field in OPTIONAL_FIELDS:
         value = getattr(event, field)
         if value is not None:
             doc[field] = value
