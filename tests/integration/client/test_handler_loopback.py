@@ -1,4 +1,6 @@
-"""LogriverHandler end to end against the scripted loopback gateway."""
+"""LogriverHandler end to end against the scripted loopback gateway.
+
+Integration tier: the stand-in is a loopback HTTP server (`make unit` opens no socket)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from logriver_client import LogriverHandler, RetryPolicy
-from tests.unit.client.fake_gateway import FakeGateway, Reply, fake_gateway, wait_for
+from tests.integration.client.fake_gateway import FakeGateway, Reply, fake_gateway, wait_for
+
+pytestmark = [pytest.mark.integration]
 
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
 
