@@ -77,7 +77,7 @@ def test_json_whatever_the_label(client: TestClient, content_type: str | None) -
     ],
 )
 def test_other_types_are_a_clear_415(client: TestClient, content_type: str) -> None:
-    headers = {"content-type": content_type.encode("utf-8")}
+    headers = {b"content-type": content_type.encode("utf-8")}
     resp = client.post("/v1/things", content=BODY, headers=headers)
     assert resp.status_code == 415
     body = resp.json()
