@@ -101,6 +101,46 @@ def sampled_producer_context(
     return context
 
 
+def traceparent_header(headers: Iterable[tuple[str, bytes | None]] | None) -> bytes | None:
+    """The raw ``traceparent`` header value, if any (cheap: no parsing)."""
+    for key, value in headers or ():
+        if key == "traceparent":
+            return value
+    return None
+
+
+class ProducerContexts:
+    """The sampled producer contexts of one fetched batch, each parsed once.
+
+    A gateway request's records share one ``traceparent``, so a batch of thousands of
+    records usually has a handful of contexts: consumers give each context one span
+    (with the number of records), not each record, and at most ``limit`` of them.
+    """
+
+    def __init__(self, limit: int = 64) -> None:
+        self.limit = limit
+        self._parsed: dict[bytes, trace.SpanContext | None] = {}
+        self.records: dict[tuple[int, int], int] = {}
+
+    def of(self, headers: Iterable[tuple[str, bytes | None]] | None) -> trace.SpanContext | None:
+        """The record's sampled producer context (None if unsampled, absent, or over limit)."""
+        raw = traceparent_header(headers)
+        if raw is None:
+            return None
+        if raw in self._parsed:
+            context = self._parsed[raw]
+        else:
+            context = sampled_producer_context(headers)
+            if context is not None and len(self.records) >= self.limit:
+                context = None
+            self._parsed[raw] = context
+            if context is not None:
+                self.records.setdefault((context.trace_id, context.span_id), 0)
+        if context is not None:
+            self.records[(context.trace_id, context.span_id)] += 1
+        return context
+
+
 def kafka_attributes(
     operation: str,
     topic: str,

@@ -36,11 +36,13 @@ from logriver_common.consumer_kit.dead_letters import DeadLetterQueue, Rejected
 from logriver_common.consumer_kit.isolation import handle_each
 from logriver_common.decoding import Rejection, decode_event
 from logriver_common.event_rule import Event
-from logriver_common.telemetry import kafka_attributes, sampled_producer_context
+from logriver_common.telemetry import ProducerContexts, kafka_attributes
 
 log = logging.getLogger(__name__)
 REBUILD_ATTEMPTS = 5
 tracer = trace.get_tracer("logriver.alerter")
+# Spans per consumer batch and partition, at most (one per sampled producer context).
+MAX_COUNT_SPANS = 64
 
 
 def decode(record: ConsumerRecord[Any, Any]) -> Event | None:
@@ -103,6 +105,9 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         """Count each record into its window; return the records counting failed on."""
         skip = self.skip_ids.get(partition)
         newest = self.received.get(partition)
+        contexts = ProducerContexts(MAX_COUNT_SPANS)
+        traced: dict[tuple[int, int], tuple[trace.SpanContext, ConsumerRecord[Any, Any]]] = {}
+        started = time.time_ns()
 
         def count_one(record: ConsumerRecord[Any, Any]) -> None:
             nonlocal newest
@@ -113,16 +118,17 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                 skip.discard(event.id)
                 metrics.EVENTS.labels("duplicate").inc()
             else:
-                producer = sampled_producer_context(record.headers)
-                if producer is None:
-                    self.evaluator.ingest(partition, event, now)
-                else:
-                    self.count_traced(producer, partition, record, event, now)
+                self.evaluator.ingest(partition, event, now)
+                producer = contexts.of(record.headers)
+                if producer is not None:
+                    traced.setdefault((producer.trace_id, producer.span_id), (producer, record))
             seen = event.received or event.when
             if newest is None or seen > newest:
                 newest = seen
 
         failed = handle_each(records, count_one)
+        if traced:
+            self.count_spans(partition, traced, contexts.records, started)
         if failed:
             metrics.EVENTS.labels("failed").inc(len(failed))
         if records:
@@ -132,36 +138,37 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             metrics.EVALUATION_LAG.set(max(0.0, (now - newest).total_seconds()))
         return failed
 
-    def count_traced(
+    def count_spans(
         self,
-        producer: trace.SpanContext,
         partition: int,
-        record: ConsumerRecord[Any, Any],
-        event: Event,
-        now: datetime,
+        traced: dict[tuple[int, int], tuple[trace.SpanContext, ConsumerRecord[Any, Any]]],
+        counts: dict[tuple[int, int], int],
+        started: int,
     ) -> None:
-        """Count an event of a sampled trace under a short ``logriver.alerter count`` span.
+        """A short ``logriver.alerter count`` span per sampled producer context counted.
 
-        Only such events get one (a span per event would cost more than counting it); the
-        evaluation that may fire later is a ``logriver.alerter.notify`` span in the same trace.
+        A child of the producer's span (one per gateway request batch, not per event: a span
+        per event would cost more than counting it). The evaluation that may fire later is
+        a ``logriver.alerter.notify`` span in the sample event's trace.
         """
-        attributes = kafka_attributes(
-            "process",
-            self.topic,
-            partition=partition,
-            offset=record.offset,
-            key=record.key,
-            group=self.group_id,
-        )
-        attributes["logriver.service"] = event.service
-        with tracer.start_as_current_span(
-            "logriver.alerter count",
-            context=trace.set_span_in_context(trace.NonRecordingSpan(producer)),
-            kind=trace.SpanKind.CONSUMER,
-            attributes=attributes,
-        ) as span:
-            counted = self.evaluator.ingest(partition, event, now)
-            span.set_attribute("logriver.counted", counted)
+        for key, (producer, first) in traced.items():
+            attributes = kafka_attributes(
+                "process",
+                self.topic,
+                partition=partition,
+                offset=first.offset,
+                key=first.key,
+                group=self.group_id,
+                count=counts.get(key, 1),
+            )
+            span = tracer.start_span(
+                "logriver.alerter count",
+                context=trace.set_span_in_context(trace.NonRecordingSpan(producer)),
+                kind=trace.SpanKind.CONSUMER,
+                attributes=attributes,
+                start_time=started,
+            )
+            span.end()
 
     async def dead_letter(self, failed: list[Rejected]) -> None:
         """Send isolated records to the DLQ before their offsets can be committed."""

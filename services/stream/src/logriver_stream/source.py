@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry import trace
 
 from logriver_common import clients
-from logriver_common.telemetry import kafka_attributes, sampled_producer_context
+from logriver_common.telemetry import ProducerContexts, kafka_attributes
 from logriver_common.web.health import Readiness
 from logriver_stream import metrics
 from logriver_stream.hub import Hub, SourceItem
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 _TOPIC_WAIT_S = 10.0
 tracer = trace.get_tracer("logriver.stream")
+# Delivery spans per fetch, at most (one per sampled producer context).
+MAX_DELIVERY_SPANS = 64
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
@@ -131,6 +133,7 @@ class KafkaSource:
     def _decode(self, batches: dict[TopicPartition, list[Any]]) -> list[SourceItem]:
         items: list[SourceItem] = []
         wanted = self._hub.wants_key
+        contexts = ProducerContexts(MAX_DELIVERY_SPANS)
         for tp, records in batches.items():
             for message in records:
                 offset: int = message.offset
@@ -148,9 +151,9 @@ class KafkaSource:
                         log.warning("skipping record %s@%s: %s", tp.partition, offset, exc)
                     record = None
                 else:
-                    # Only records of a sampled trace: a span per delivered event would
-                    # cost more than the delivery and flood the trace store.
-                    parsed.producer = sampled_producer_context(message.headers)
+                    # Only records of a sampled trace, one span per producer context: a span
+                    # per delivered event would cost more than the delivery.
+                    parsed.producer = contexts.of(message.headers)
                     if parsed.producer is not None:
                         parsed.key = message.key
                     record = parsed
@@ -159,25 +162,34 @@ class KafkaSource:
         return items
 
     def _delivery_spans(self, traced: dict[StreamRecord, int], started: int) -> None:
-        """A ``logriver.stream deliver`` span per traced record, child of its producer span.
+        """A ``logriver.stream deliver`` span per sampled producer context delivered.
 
-        It covers the fan-out that handed the record to its subscribers' queues.
+        A child of the producer's span, covering the fan-out that handed its records to
+        the subscribers' queues; one per context (a gateway request batch), not per record.
         """
         topic = self._settings.kafka.topic
+        groups: dict[tuple[int, int], tuple[StreamRecord, int, int]] = {}
         for record, subscribers in traced.items():
             if record.producer is None:
+                continue
+            key = (record.producer.trace_id, record.producer.span_id)
+            first, count, deliveries = groups.get(key, (record, 0, 0))
+            groups[key] = (first, count + 1, deliveries + subscribers)
+        for first, count, deliveries in groups.values():
+            if first.producer is None:
                 continue
             attributes = kafka_attributes(
                 "process",
                 topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=record.key,
+                partition=first.partition,
+                offset=first.offset,
+                key=first.key,
+                count=count,
             )
-            attributes["logriver.subscribers"] = subscribers
+            attributes["logriver.deliveries"] = deliveries
             span = tracer.start_span(
                 "logriver.stream deliver",
-                context=trace.set_span_in_context(trace.NonRecordingSpan(record.producer)),
+                context=trace.set_span_in_context(trace.NonRecordingSpan(first.producer)),
                 kind=trace.SpanKind.CONSUMER,
                 attributes=attributes,
                 start_time=started,
