@@ -465,7 +465,7 @@ async def raw_send_batch(pipe: Pipeline, args: argparse.Namespace) -> list[Round
         enable_idempotence=True,
         linger_ms=5,
         max_batch_size=512 * 1024,
-        compression_type="lz4",
+        compression_type="zstd",
     )
     await producer.start()
     partitioner = DefaultPartitioner()

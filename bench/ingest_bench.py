@@ -4,7 +4,7 @@
 
 Both sides send 1,000-event batches of about 300-byte events to the same broker
 (the local stack's, on a throw-away topic) with the same producer settings
-(acks=all, lz4). The gateway runs as its own process (one uvicorn
+(acks=all, zstd, as the gateway). The gateway runs as its own process (one uvicorn
 worker, exactly as ``python -m logriver_ingest``) and does everything it does in
 production: auth, rate limit (Redis), parsing, validation, redaction, tracing.
 "raw send()" is the usual producer API, one ``send()`` per record, which is what
@@ -242,7 +242,7 @@ async def main(rounds: int, seconds: float, concurrency: int) -> None:
         bootstrap_servers=KAFKA,
         acks="all",
         enable_idempotence=False,  # as the gateway's producer (logriver_common.clients)
-        compression_type="lz4",
+        compression_type="zstd",
         linger_ms=5,
         max_batch_size=512 * 1024,
     )
