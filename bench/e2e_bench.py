@@ -130,6 +130,7 @@ class Snapshot:
     at: float
     cpu: dict[str, float]
     count: int
+    acked: int = 0
 
 
 class Meter:
@@ -149,12 +150,16 @@ class Round:
     seconds: float
     events: int  # events stored (or acked, for phases that store nothing)
     cpu: dict[str, float]  # CPU seconds per process during the round
+    acked: int = 0  # events the gateway acknowledged in the round (sustained phase)
 
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
 
     def us_per_event(self, name: str) -> float:
         return 1e6 * self.cpu.get(name, 0.0) / self.events if self.events else float("nan")
+
+    def us_per_acked(self, name: str) -> float:
+        return 1e6 * self.cpu.get(name, 0.0) / self.acked if self.acked else float("nan")
 
 
 def rounds_between(snaps: list[Snapshot]) -> list[Round]:
@@ -163,19 +168,24 @@ def rounds_between(snaps: list[Snapshot]) -> list[Round]:
             seconds=b.at - a.at,
             events=b.count - a.count,
             cpu={k: b.cpu[k] - a.cpu.get(k, 0.0) for k in b.cpu},
+            acked=b.acked - a.acked,
         )
         for a, b in itertools.pairwise(snaps)
     ]
 
 
 async def measured_rounds(
-    meter: Meter, count: Callable[[], Any], rounds: int, seconds: float
+    meter: Meter,
+    count: Callable[[], Any],
+    rounds: int,
+    seconds: float,
+    acked: Callable[[], int] = lambda: 0,
 ) -> list[Round]:
     """``rounds`` consecutive windows of ``seconds``; ``count`` gives the events so far."""
-    snaps = [Snapshot(time.monotonic(), meter.cpu(), await count())]
+    snaps = [Snapshot(time.monotonic(), meter.cpu(), await count(), acked())]
     for _ in range(rounds):
         await asyncio.sleep(seconds)
-        snaps.append(Snapshot(time.monotonic(), meter.cpu(), await count()))
+        snaps.append(Snapshot(time.monotonic(), meter.cpu(), await count(), acked()))
     return rounds_between(snaps)
 
 
@@ -355,12 +365,11 @@ async def sustained(pipe: Pipeline, args: argparse.Namespace, meter: Meter) -> d
         async def stored() -> int:
             return int(await logs.estimated_document_count())
 
-        async def acked() -> int:
-            return senders.acked
-
         acked_before = senders.acked
         profilers = await start_profilers(pipe, args)
-        rounds = await measured_rounds(meter, stored, args.rounds, args.round_seconds)
+        rounds = await measured_rounds(
+            meter, stored, args.rounds, args.round_seconds, lambda: senders.acked
+        )
         for profiler in profilers:
             await profiler.wait()
         acked_rate = (senders.acked - acked_before) / sum(r.seconds for r in rounds)
@@ -744,6 +753,13 @@ def report(
     services = [n for n in PIPELINE if n in rounds[0].cpu]
     per_process = cpu_table(rounds, [*services, "kafka broker", *MONGODS])
     per_process["logriver services total"] = round(median_us(rounds, *services), 1)
+    # When the writer falls behind, "per stored event" charges the upstream processes
+    # for events stored later: per acknowledged event is their own cost.
+    per_acked = {
+        name: round(median([r.us_per_acked(name) for r in rounds if r.acked > 0]), 1)
+        for name in ("ingest", "relay", "stream", "alerter", "writer", "kafka broker")
+        if name in rounds[0].cpu
+    }
     per_process["mongod total"] = round(median_us(rounds, *MONGODS), 1)
     compare = {
         "gateway alone": round(median_us(side, "gateway alone"), 1),
@@ -766,6 +782,8 @@ def report(
     figures["per-round end-to-end events/s"] = " / ".join(f"{r.rate():,.0f}" for r in rounds)
     for key, value in per_process.items():
         figures[f"CPU us/stored event: {key}"] = value
+    for key, value in per_acked.items():
+        figures[f"CPU us/acked event: {key}"] = value
     for key, value in compare.items():
         figures[f"CPU us/event: {key}"] = value
     for key in ("query requests served", "query p99 ms under load", "live-tail events delivered"):
