@@ -92,6 +92,8 @@ def test_the_rule_and_the_documented_model_agree(item: dict[str, Any]) -> None:
     got = rule_verdict(dict(item))
     assert (got is None) == (expected is None), repr((item, got, expected))[:2000]
     if got is not None and expected is not None:
+        if item["id"] is None:  # not given: LogEvent makes one up, the door assigns it later
+            expected.pop("id")
         assert got == expected
 
 

@@ -28,6 +28,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from uuid_utils import uuid7
 
@@ -179,6 +180,27 @@ class LogEvent(BaseModel):
     received_at: datetime | None = Field(
         default=None, description="Set by the gateway when it accepted the event."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metadata_or_context(cls, data: object) -> object:
+        """Nulls mean "not given" (the event rule reads them the same way); ``context`` is an
+        alias: a null one beside ``metadata`` (or the reverse) is no value, two values are an
+        error."""
+        if isinstance(data, dict) and (
+            data.get("id", 0) is None or data.get("timestamp", 0) is None
+        ):
+            # null means "not given": the gateway assigns an id and the receive time.
+            data = {k: v for k, v in data.items() if not (k in ("id", "timestamp") and v is None)}
+        if isinstance(data, dict) and "metadata" in data and "context" in data:
+            if data["context"] is None or data["metadata"] is None:
+                data = dict(data)
+                value = data.pop("context")
+                if data["metadata"] is None:
+                    data["metadata"] = value
+            else:
+                raise ValueError("send `metadata` or its alias `context`, not both")
+        return data
 
     @field_validator("level", mode="before")
     @classmethod
