@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.deploy.test_kubernetes import OVERLAYS, _find, _one, render
+from tests.integration.deploy.test_kubernetes import OVERLAYS, _find, _one, render
 
 Obj = dict[str, Any]
 

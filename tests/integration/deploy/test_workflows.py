@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from devstack import validators
+from tests.integration.deploy.test_kubernetes import _tool
 from tests.unit.deploy import envvars
 from tests.unit.deploy.conftest import ROOT
-from tests.unit.deploy.test_kubernetes import _tool
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 RELEASE = WORKFLOWS / "release.yml"

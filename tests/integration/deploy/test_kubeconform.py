@@ -28,8 +28,7 @@ import pytest
 import yaml
 
 from devstack import kustomize, validators
-from tests.unit.deploy.conftest import ROOT
-from tests.unit.deploy.test_kubernetes import (
+from tests.integration.deploy.test_kubernetes import (
     KUBERNETES_VERSION,
     OVERLAYS,
     _one,
@@ -37,6 +36,7 @@ from tests.unit.deploy.test_kubernetes import (
     _tool,
     render,
 )
+from tests.unit.deploy.conftest import ROOT
 
 Obj = dict[str, Any]
 K8S_VERSION = f"{KUBERNETES_VERSION}.0"
