@@ -64,3 +64,9 @@ def test_without_go_it_says_so(cache: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(shutil, "which", lambda _: None)
     with pytest.raises(process.StackError, match="needs Go"):
         jaeger.start()
+
+
+def test_a_failed_build_is_reported(cache: Path) -> None:
+    # The builder ran (its PID file is there), exited, and left no binary.
+    paths.pid_file(jaeger.BUILDER).write_text("999999999\n")
+    assert jaeger.describe() == "build failed"

@@ -89,8 +89,8 @@ def status() -> None:
     pid = process.read_pid(jaeger.NAME) or process.read_pid(jaeger.BUILDER)
     shown = f"pid {pid}" if jaeger_state == "running" else jaeger_state
     where = f"API {jaeger.QUERY_URL}/api (no UI)  OTLP grpc 127.0.0.1:4317 http :4318"
-    if jaeger_state == "building":
-        where += f"  (go build, pid {pid}; log {paths.log_file(jaeger.BUILDER)})"
+    if jaeger_state in ("building", "build failed"):
+        where += f"  (go build; log {paths.log_file(jaeger.BUILDER)})"
     print(f"  {'jaeger':<9} {shown:<11} {where}")
     pids = [process.read_pid(f"mongod-{p}") for p in mongo.PORTS]
     running = [str(p) for p in pids if p]

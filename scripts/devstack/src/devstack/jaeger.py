@@ -109,6 +109,8 @@ def describe() -> str:
         return "running"
     if building():
         return "building"
+    if not built() and paths.pid_file(BUILDER).exists():
+        return "build failed"  # the builder ran and exited without a binary: see its log
     return "stopped"
 
 
