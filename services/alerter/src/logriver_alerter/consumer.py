@@ -31,7 +31,7 @@ from logriver_alerter import metrics
 from logriver_alerter.evaluator import Evaluator
 from logriver_alerter.rebuild import partition_for, rebuild
 from logriver_alerter.repositories import Repositories, StorageUnavailable
-from logriver_common.consumer_kit.backoff import Backoff
+from logriver_common.consumer_kit.backoff import Backoff, retry_until_done
 from logriver_common.consumer_kit.dead_letters import DeadLetterQueue, Rejected
 from logriver_common.consumer_kit.isolation import handle_each
 from logriver_common.decoding import Rejection, decode_event
@@ -174,15 +174,14 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         """Send isolated records to the DLQ before their offsets can be committed."""
         if self.dlq is None:
             return
-        backoff = Backoff(0.1, 5.0)
-        while True:
-            try:
-                await self.dlq.send(failed)
-                return
-            except KafkaError as exc:
-                delay = backoff.next_delay()
-                log.warning("DLQ send failed; retrying", extra={"error": str(exc)[:300]})
-                await asyncio.sleep(delay)
+        dlq = self.dlq
+
+        def warn(exc: BaseException, delay: float) -> None:
+            log.warning("DLQ send failed; retrying", extra={"error": str(exc)[:300]})
+
+        await retry_until_done(
+            lambda: dlq.send(failed), transient=KafkaError, backoff=Backoff(0.1, 5.0), on_retry=warn
+        )
 
     def track_lag(self, tp: TopicPartition, now: datetime) -> None:
         """A partition with a backlog may only be evaluated up to the event time it reached."""
@@ -244,6 +243,7 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def install(self, partitions: set[int]) -> None:
         count = len(self.consumer.partitions_for_topic(self.topic) or ()) or 1
+        backoff = Backoff(2.0, 10.0)
         for attempt in range(1, REBUILD_ATTEMPTS + 1):
             try:
                 await self.evaluator.refresh()
@@ -262,7 +262,7 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                 log.warning("rebuild failed", extra={"attempt": attempt, "error": str(exc)})
                 if attempt == REBUILD_ATTEMPTS:
                     raise
-                await asyncio.sleep(min(2.0**attempt, 10.0))
+                await asyncio.sleep(backoff.next_delay())
         for p in partitions:
             mine = [a for a in alerts if partition_for(a.service, count) == p]
             self.evaluator.install(p, rebuilt.windows.get(p, {}), mine)

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry import trace
 
 from logriver_common import clients
+from logriver_common.consumer_kit.backoff import Backoff
 from logriver_common.telemetry import ProducerContexts, kafka_attributes
 from logriver_common.web.health import Readiness
 from logriver_stream import metrics
@@ -27,7 +28,6 @@ from logriver_stream.records import BadRecord, StreamRecord, parse_record
 from logriver_stream.settings import StreamSettings
 
 log = logging.getLogger(__name__)
-_RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 _TOPIC_WAIT_S = 10.0
 tracer = trace.get_tracer("logriver.stream")
 # Delivery spans per fetch, at most (one per sampled producer context).
@@ -102,6 +102,8 @@ class KafkaSource:
 
     async def _run(self) -> None:
         failures = 0
+        # The consumer kit's one retry policy: 0.5 s doubling to 5 s, jittered.
+        backoff = Backoff(0.5, 5.0)
         while True:
             try:
                 batches = await self._consumer.getmany(
@@ -110,7 +112,7 @@ class KafkaSource:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a broker hiccup must not end live tail
-                delay = _RESTART_BACKOFF_S[min(failures, len(_RESTART_BACKOFF_S) - 1)]
+                delay = backoff.next_delay()
                 failures += 1
                 log.warning("live source fetch failed; retrying in %ss: %r", delay, exc)
                 self._readiness.fail("source", f"fetch failed: {type(exc).__name__}")
@@ -118,6 +120,7 @@ class KafkaSource:
                 continue
             if failures:
                 failures = 0
+                backoff.reset()
                 self._readiness.clear("source")
             if batches:
                 items = self._decode(batches)
