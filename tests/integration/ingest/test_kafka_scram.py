@@ -38,7 +38,7 @@ from tests.conftest import StartService
 from tests.integration.ingest.conftest import Keys, read_topic, topic_size
 from tests.processes import free_port
 from tests.stack import eventually
-from tests.unit.deploy.test_kubernetes import render
+from tests.integration.deploy.test_kubernetes import render
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
 

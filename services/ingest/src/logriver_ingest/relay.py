@@ -32,9 +32,9 @@ from aiokafka.errors import KafkaError
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
-from logriver_common.consumer_kit.backoff import Backoff
+from logriver_common.consumer_kit.backoff import Backoff, retry_until_done
 from logriver_common.consumer_kit.commits import CommitTracker
-from logriver_common.consumer_kit.dead_letters import Rejected, dlq_headers, dlq_value
+from logriver_common.consumer_kit.dead_letters import DeadLetterQueue, Rejected
 from logriver_common.consumer_kit.isolation import handle_each
 from logriver_common.consumer_kit.protocol import Consumer, Producer
 from logriver_common.consumer_kit.records import Record
@@ -150,6 +150,7 @@ class Relay:
         self.dlq_topic = dlq_topic
         self._fetch_max_records = fetch_max_records
         self._backoff = backoff
+        self._dead_letters = DeadLetterQueue(producer, dlq_topic)
         self.commits = CommitTracker()
         self._stop = asyncio.Event()
 
@@ -216,33 +217,22 @@ class Relay:
                     self.topic, value=item.value, key=item.key, headers=headers
                 )
             )
-        for dead in rejected:
-            acks.append(
-                await self._producer.send(
-                    self.dlq_topic,
-                    value=dlq_value(dead),
-                    key=dead.record.key,
-                    headers=dlq_headers(dead),
-                )
-            )
         # Every ack, or an error for the whole turn: a retry republishes all of it, and the
         # ids (the client's, or derived from the raw position) make that harmless.
         await asyncio.gather(*acks)
+        await self._dead_letters.send(rejected)
 
     async def _retry(self, operation: Callable[[], Awaitable[None]]) -> None:
-        backoff = self._backoff()
-        while True:
-            try:
-                await operation()
-                return
-            except KafkaError as exc:
-                delay = backoff.next_delay()
-                metrics.RELAY_RETRIES.inc()
-                log.warning(
-                    "relay publish failed; retrying",
-                    extra={"error": str(exc)[:500], "retry_in_s": delay},
-                )
-                await asyncio.sleep(delay)
+        def count(exc: BaseException, delay: float) -> None:
+            metrics.RELAY_RETRIES.inc()
+            log.warning(
+                "relay publish failed; retrying",
+                extra={"error": str(exc)[:500], "retry_in_s": delay},
+            )
+
+        await retry_until_done(
+            operation, transient=KafkaError, backoff=self._backoff(), on_retry=count
+        )
 
     async def commit(self) -> None:
         offsets = self.commits.to_commit(self._consumer.assignment())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 
 class Backoff:
@@ -24,3 +27,28 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempts = 0
+
+
+T = TypeVar("T")
+
+
+async def retry_until_done(
+    operation: Callable[[], Awaitable[T]],
+    *,
+    transient: type[BaseException] | tuple[type[BaseException], ...],
+    backoff: Backoff,
+    on_retry: Callable[[BaseException, float], None] | None = None,
+) -> T:
+    """Run ``operation`` until it succeeds, sleeping ``backoff`` between ``transient`` errors.
+
+    For failing infrastructure (a broker, a database): the work is retried, never dropped
+    or dead-lettered. Any other error propagates, and so does cancellation.
+    """
+    while True:
+        try:
+            return await operation()
+        except transient as exc:
+            delay = backoff.next_delay()
+            if on_retry is not None:
+                on_retry(exc, delay)
+            await asyncio.sleep(delay)
