@@ -89,15 +89,15 @@ function stop() {
 
 function renderLine(event) {
   const line = el("div", { class: "line", "data-id": event.id || "" },
-    el("span", { class: "time", text: event.timestamp || "" }), " ",
+    el("span", { class: "time" }, event.timestamp ? timeEl(event.timestamp) : ""), " ",
     levelBadge(event.level || "INFO"),
     el("span", { class: "svc", text: event.service || "" }),
     el("span", { class: "msg", text: event.message || "" }));
   line.dataset.text = `${event.service} ${event.level} ${event.message}`.toLowerCase();
   if (event.trace_id) {
-    line.append(" ", el("a", {
+    line.append(" ", el("a", { href: traceHref(event.trace_id), class: "trace", text: "trace" }), " ", el("a", {
       href: `${tail.config.jaeger_ui_url}/trace/${encodeURIComponent(event.trace_id)}`,
-      target: "_blank", rel: "noopener", text: "trace",
+      target: "_blank", rel: "noopener", class: "trace-link", text: "Jaeger",
     }));
   }
   applyFilter(line);
@@ -152,6 +152,7 @@ function main() {
   loadConfig().then((config) => {
     tail.config = config;
     setupKeyBox(config);
+    setupTimeZoneSwitch();
     const form = document.getElementById("filters");
     form.addEventListener("submit", (e) => { e.preventDefault(); start(); });
     document.getElementById("pause").addEventListener("click", togglePause);
