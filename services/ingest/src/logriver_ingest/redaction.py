@@ -79,20 +79,25 @@ class Redactor:
         # A rule without hints and without Luhn runs on every string: no gate then.
         self._ungated = any(not rule.hints and not rule.luhn for rule in self._rules)
 
-    def _may_apply(self, text: str) -> bool:
-        """False only when no rule would run on ``text`` (nor on any part of it between NULs).
+    def _may_apply(self, strings: list[str]) -> bool:
+        """False only when no rule would run on any of ``strings``.
 
-        ``text`` may be several strings joined by NUL: a hint in one of them is a
-        hint in the whole (NUL is no cased letter, so lowering the whole lowers each
-        part alike), and a part with 13 digits gives the whole 13 digits.
+        Hints are searched once in the strings joined by NUL: a hint in one of them
+        is a hint in the whole (NUL is no cased letter, so lowering the whole lowers
+        each part alike). Digits are counted string by string: a card number lies
+        within one string, and summing would send every digit-rich event the long way.
         """
         if self._ungated:
             return True
-        if self._any_hint is not None and self._any_hint.search(text.lower()) is not None:
-            return True
-        return (
-            self._has_luhn and len(text) >= _MIN_CARD_DIGITS and _digits(text) >= _MIN_CARD_DIGITS
-        )
+        if self._any_hint is not None:
+            text = strings[0] if len(strings) == 1 else "\x00".join(strings)
+            if self._any_hint.search(text.lower()) is not None:
+                return True
+        if self._has_luhn:
+            for text in strings:
+                if len(text) >= _MIN_CARD_DIGITS and _digits(text) >= _MIN_CARD_DIGITS:
+                    return True
+        return False
 
     def _gather(self, value: Any, strings: list[str]) -> bool:
         """Collect the strings of metadata; True as soon as a key is one to mask."""
@@ -176,10 +181,9 @@ class Redactor:
         event that passes it takes the string-by-string path.
         """
         strings = [event.message]
-        if not (event.metadata and self._gather(event.metadata, strings)):
-            text = strings[0] if len(strings) == 1 else "\x00".join(strings)
-            if not self._may_apply(text):
-                return
+        masked_key = bool(event.metadata) and self._gather(event.metadata, strings)
+        if not masked_key and not self._may_apply(strings):
+            return
         event.message = self.redact_text(event.message, counts)
         if event.metadata:
             event.metadata = self.redact_value(event.metadata, counts)
