@@ -253,3 +253,24 @@ async def test_writer_failed_start_closes_mongo_and_producer(
             pytest.fail("the start should have failed")
     assert rec.opened == ["mongodb", "producer"]
     assert rec.closed == ["producer", "mongodb"]
+
+
+def test_the_unit_tier_refuses_network_and_processes() -> None:
+    """tests/unit/conftest.py: the rule `make unit` keeps, checked here once."""
+    import os
+    import socket
+    import subprocess
+
+    from tests.unit.conftest import TierViolation
+
+    with pytest.raises(TierViolation), socket.socket() as sock:
+        sock.connect(("127.0.0.1", 9))
+    with pytest.raises(TierViolation), socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+    with pytest.raises(TierViolation):
+        subprocess.run(["true"], check=False)
+    with pytest.raises(TierViolation):
+        os.fork()
+    left, right = socket.socketpair()  # asyncio's wake-up pipe stays allowed
+    left.close()
+    right.close()

@@ -1,4 +1,7 @@
-"""The console's alerter reads: whitelisted, bounded, and a clear error when the alerter is down."""
+"""The console's alerter reads: whitelisted, bounded, and a clear error when the alerter is down.
+
+Integration tier: "the alerter is down" is a real connection refused on a loopback port.
+"""
 
 from __future__ import annotations
 
