@@ -5,7 +5,7 @@
 
 const ALERTER = "/v1/console/alerter";
 const SEVERITY_LEVEL = { critical: "CRITICAL", error: "ERROR", warning: "WARNING", info: "INFO" };
-const page = { before: null, open: null };
+const page = { before: null, open: null, generation: 0 };
 
 function explain(err) {
   if (err instanceof ApiError && err.status === 403) return "this key cannot read alerts: the alerts page needs a key with the admin scope";
@@ -51,9 +51,10 @@ function detailsButton(alert) {
 
 const fmtNum = (v) => (v === null || v === undefined ? "" : Number(v).toPrecision(3).replace(/\.?0+$/, ""));
 
-async function loadCurrent() {
+async function loadCurrent(generation) {
   const params = filterParams().filter(([name]) => name === "service");
   const body = await api(`${ALERTER}/alerts/current`, params);
+  if (generation !== page.generation) return 0; // a newer refresh replaced this one
   const rows = body.alerts.map((a) => el("tr", { class: `alert state-${a.state}`, "data-id": String(a.id) },
     el("td", {}, severityBadge(a.severity)),
     el("td", { text: a.rule_name }),
@@ -68,11 +69,12 @@ async function loadCurrent() {
   return body.alerts.length;
 }
 
-async function loadHistory(more = false) {
+async function loadHistory(more = false, generation = page.generation) {
   const params = filterParams();
   params.push(["limit", "50"]);
   if (more && page.before) params.push(["before_id", String(page.before)]);
   const body = await api(`${ALERTER}/alerts`, params);
+  if (generation !== page.generation) return 0;
   const rows = body.alerts.map((a) => el("tr", { class: `alert state-${a.state}`, "data-id": String(a.id) },
     el("td", {}, severityBadge(a.severity)),
     el("td", { text: a.rule_name }),
@@ -127,11 +129,14 @@ function closeDeliveries() {
 async function refresh(push = true) {
   syncUrl(push);
   setStatus("loading…");
+  page.generation += 1;
+  const generation = page.generation;
   try {
-    const [current, past] = await Promise.all([loadCurrent(), loadHistory()]);
+    const [current, past] = await Promise.all([loadCurrent(generation), loadHistory(false, generation)]);
+    if (generation !== page.generation) return;
     setStatus(`${current} open, ${past} in history${page.before ? " (more: Older)" : ""}`);
   } catch (err) {
-    setStatus(explain(err), true);
+    if (generation === page.generation) setStatus(explain(err), true);
   }
   if (page.open) openDeliveries(page.open, false);
   else document.getElementById("deliveries").classList.add("hidden");

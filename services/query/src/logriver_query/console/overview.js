@@ -2,7 +2,7 @@
 // Built from /v1/stats/services, /v1/stats/histogram (group_by=service) and /v1/stats/top-messages.
 "use strict";
 
-const view = { data: null };
+const view = { data: null, generation: 0 };
 
 // A message's template: the variable parts (ids, numbers, hex, quoted values) become placeholders.
 const TEMPLATE_RULES = [
@@ -74,6 +74,8 @@ async function refresh(push = true) {
   if (push && url.toString() !== window.location.search.replace(/^\?/, "")) history.pushState(null, "", `?${url}`);
   const base = [["since", since], ...(env ? [["env", env]] : [])];
   setStatus("loading…");
+  view.generation += 1;
+  const generation = view.generation;
   try {
     const [services, trend, errorTrend, top] = await Promise.all([
       api("/v1/stats/services", base),
@@ -81,12 +83,13 @@ async function refresh(push = true) {
       api("/v1/stats/histogram", [...base, ["group_by", "service"], ["level", ">=ERROR"]]),
       api("/v1/stats/top-messages", [...base, ["limit", "100"]]),
     ]);
+    if (generation !== view.generation) return; // a newer range replaced this one
     view.data = { services, trend, errorTrend, top, base };
     render();
     const seconds = (Date.parse(services.until) - Date.parse(services.since)) / 1000;
     setStatus(`${services.services.length} services, ${services.services.reduce((a, s) => a + s.count, 0)} events in ${Math.round(seconds / 60)} min`);
   } catch (err) {
-    setStatus(String(err.message || err), true);
+    if (generation === view.generation) setStatus(String(err.message || err), true);
   }
 }
 
