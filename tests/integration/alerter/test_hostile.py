@@ -205,13 +205,20 @@ async def test_bad_input_is_a_4xx_in_the_error_shape_never_a_5xx(
         # The cases above asked for int overflow and NUL at PostgreSQL; nothing broke.
         assert (await api.get("/readyz")).status_code == 200
         assert (await api.get("/v1/rules")).json() == {"rules": []}
-        # A body without a Content-Type is not read as JSON: a 422, not a 5xx.
+        # A body without a Content-Type is read as JSON (json_body.py), and so is one
+        # with curl's form default: the second is the same rule again, a 409.
         resp = await api.post("/v1/rules", content=json.dumps(GOOD_RULE).encode())
         assert "content-type" not in resp.request.headers
-        assert resp.status_code == 422, resp.text
-        assert resp.json()["error"] == "validation_failed"
-        resp = await api.post("/v1/rules", json=GOOD_RULE)
         assert resp.status_code == 201, resp.text
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        resp = await api.post("/v1/rules", content=json.dumps(GOOD_RULE).encode(), headers=form)
+        assert resp.status_code == 409, resp.text
+        assert resp.json()["error"] == "conflict"
+        # Another type is a 415 that names the header to send.
+        text = {"Content-Type": "text/plain"}
+        resp = await api.post("/v1/rules", content=json.dumps(GOOD_RULE).encode(), headers=text)
+        assert resp.status_code == 415, resp.text
+        assert "Content-Type: application/json" in resp.json()["detail"]
 
 
 async def test_channels_are_masked_and_a_round_trip_keeps_their_secrets(
