@@ -35,10 +35,10 @@ from devstack import paths
 from logriver_common import clients
 from logriver_common.settings import KafkaSettings
 from tests.conftest import StartService
+from tests.integration.deploy.test_kubernetes import render
 from tests.integration.ingest.conftest import Keys, read_topic, topic_size
 from tests.processes import free_port
 from tests.stack import eventually
-from tests.integration.deploy.test_kubernetes import render
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
 
