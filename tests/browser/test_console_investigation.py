@@ -9,6 +9,7 @@ and each delivery attempt. Screenshots go to docs/img/ (shown in docs/console.md
 
 from __future__ import annotations
 
+import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -445,4 +446,41 @@ async def test_alerts_page_shows_incidents_history_and_deliveries(
     await page.dispatch_event("#api-key", "change")
     await page.click("#refresh")
     await expect(page.locator("#status")).to_contain_text("API key")
+    await context.close()
+
+
+async def test_hostile_links_render_as_text_and_fail_clearly(
+    browser: Browser, service_process: StartService, mongo_database: str
+) -> None:
+    """A crafted link cannot run script: values are text, bad ones are the API's 400."""
+    await load(mongo_database, make_events()[:5])
+    # No alerter there: the alerts page must say so.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    alerter_url = f"http://127.0.0.1:{closed}"
+    query = service_process(
+        "query", env_for(mongo_database, LOGRIVER_CONSOLE_ALERTER_URL=alerter_url)
+    )
+    context, page = await new_page(browser)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: dialogs.append(d.message))
+    script = "<img src=x onerror=alert(1)>"
+    await page.goto(
+        f"{query.url}/?since=1h&level=%3Cscript%3Ealert(2)%3C%2Fscript%3E"
+        f"&not.host=%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert(3)%3E&context=..%2F..%2Fv1"
+    )
+    await expect(page.locator("#status")).to_contain_text("level")
+    await expect(page.locator("#exclusions .chip")).to_contain_text('"><img src=x')
+    assert await page.locator("#exclusions img").count() == 0
+    await expect(page.locator("#context")).to_contain_text("not_found")
+    await page.goto(f"{query.url}/?since=1h&service={script}")
+    await expect(page.locator("#status")).to_contain_text("service")
+    assert await page.input_value("input[name=service]") == script
+    for path in ("overview.html?since=%3Cb%3E", "alerts.html?alert=1%3Cb%3E&state=%3Cb%3E"):
+        await page.goto(f"{query.url}/{path}")
+        await expect(page.locator("#status")).not_to_have_text("loading…")
+        assert await page.locator("main b").count() == 0
+    await expect(page.locator("#status")).to_contain_text("alerter_unavailable")
+    assert dialogs == []
     await context.close()
