@@ -52,6 +52,9 @@ def create_app(settings: StreamSettings | None = None) -> FastAPI:
             source = KafkaSource(settings, hub, app.state.readiness)
             await source.start()
             stack.push_async_callback(source.stop)
+            tasks = Supervisor(stack, app.state.readiness)
+            # The read loop stops (cancelled) before the consumer it reads closes.
+            tasks.spawn("live_source", source.run())
             watch = KeyWatch(store, admission, hub, interval_s=settings.key_recheck_seconds)
             app.state.readiness.add("kafka", source.check)
             app.state.stream = StreamContext(
@@ -70,7 +73,7 @@ def create_app(settings: StreamSettings | None = None) -> FastAPI:
                 ),
             )
             # Revocation must not stop silently: a dead key watch fails readiness.
-            Supervisor(stack, app.state.readiness).spawn("key_watch", watch.run())
+            tasks.spawn("key_watch", watch.run())
             yield
             hub.close_all(SHUTTING_DOWN)
 

@@ -10,7 +10,6 @@ Kafka. The consumer starts at the end of every partition.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -66,7 +65,6 @@ class KafkaSource:
         self._hub = hub
         self._readiness = readiness
         self._consumer = consumer_for(settings)
-        self._task: asyncio.Task[None] | None = None
         self.partitions: list[TopicPartition] = []
         self._bad_logged = 0
 
@@ -75,6 +73,7 @@ class KafkaSource:
         return self._consumer
 
     async def start(self) -> None:
+        """Join the topic at its end; the read loop (:meth:`run`) is the caller's task."""
         await self._consumer.start()
         try:
             self.partitions = await topic_partitions(self._consumer, self._settings.kafka.topic)
@@ -85,22 +84,15 @@ class KafkaSource:
         except BaseException:
             await self._consumer.stop()
             raise
-        self._task = asyncio.create_task(self._run(), name="stream-source")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
         await self._consumer.stop()
 
     async def check(self) -> None:
-        """Readiness: the broker answers and the read loop is alive."""
-        if self._task is None or self._task.done():
-            raise RuntimeError("the live source is not running")
+        """Readiness: the broker answers (a dead read loop fails readiness by itself)."""
         await clients.check_kafka_consumer(self._consumer)
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         failures = 0
         # The consumer kit's one retry policy: 0.5 s doubling to 5 s, jittered.
         backoff = Backoff(0.5, 5.0)
