@@ -69,3 +69,27 @@ def test_a_wildcard_subscriber_decodes_everything(source_and_hub: tuple[KafkaSou
     hub.register(subscriber())
     items = source._decode({TP: [message(0, b"web", "web"), message(1, b"db", "db")]})
     assert all(record is not None for _, _, record in items)
+
+
+def test_a_run_of_unfollowed_records_advances_the_position_once(
+    source_and_hub: tuple[KafkaSource, Hub],
+) -> None:
+    source, hub = source_and_hub
+    api = subscriber(service=["api"])
+    hub.register(api)
+    batch = [message(i, b"web", "web") for i in range(5)]
+    batch += [message(5, b"api", "api"), message(6, b"web", "web"), message(7, b"db", "db")]
+    other = TopicPartition("logs.v1", 1)
+    items = source._decode({TP: batch, other: [message(40, b"web", "web")]})
+    assert [(p, o, r is not None) for p, o, r in items] == [
+        (0, 4, False),
+        (0, 5, True),
+        (0, 7, False),
+        (1, 40, False),
+    ]
+    hub.publish(items)
+    assert hub.position == {0: 8, 1: 41}  # as if every record had been seen one by one
+    delivered = api.take()
+    assert delivered is not None
+    assert [r.offset for r in delivered.records] == [5]
+    assert CursorCodec("t").decode(delivered.records[0].cursor) == {0: 6}

@@ -129,14 +129,27 @@ class KafkaSource:
         items: list[SourceItem] = []
         wanted = self._hub.wants_key
         contexts = ProducerContexts(MAX_DELIVERY_SPANS)
+        consumed = 0
         for tp, records in batches.items():
+            consumed += len(records)
+            # Keys repeat (one per service) and no subscriber changes during this call.
+            verdicts: dict[bytes | None, bool] = {}
+            skipped: int | None = None
             for message in records:
                 offset: int = message.offset
                 record: StreamRecord | None
-                if not wanted(message.key):
+                key = message.key
+                want = verdicts.get(key)
+                if want is None:
+                    want = verdicts[key] = wanted(key)
+                if not want:
                     # Nobody follows this record's service: skipped undecoded (Hub.wants_key).
-                    items.append((tp.partition, offset, None))
+                    # A run of such records advances the position once, by its last offset.
+                    skipped = offset
                     continue
+                if skipped is not None:
+                    items.append((tp.partition, skipped, None))
+                    skipped = None
                 try:
                     parsed = parse_record(tp.partition, offset, message.value)
                 except BadRecord as exc:
@@ -153,7 +166,9 @@ class KafkaSource:
                         parsed.key = message.key
                     record = parsed
                 items.append((tp.partition, offset, record))
-        metrics.CONSUMED.inc(len(items))
+            if skipped is not None:
+                items.append((tp.partition, skipped, None))
+        metrics.CONSUMED.inc(consumed)
         return items
 
     def _delivery_spans(self, traced: dict[StreamRecord, int], started: int) -> None:
