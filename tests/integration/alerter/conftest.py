@@ -56,7 +56,6 @@ class AlerterEnv:
             "LOGRIVER_ALERTER_DELIVERY_MAX_ATTEMPTS": "3",
             "LOGRIVER_ALERTER_OUTBOX_SWEEP_S": "1",
             "LOGRIVER_ALERTER_CONSOLE_BASE_URL": "http://console.test",
-            "LOGRIVER_ALERTER_JAEGER_UI_URL": "http://jaeger.test",
             **overrides,
         }
 

@@ -40,7 +40,7 @@ MESSAGE = AlertMessage(
     sample_trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
     started_at=NOW,
     console_url="http://console.test/?service=checkout",
-    trace_url="http://jaeger.test/trace/4bf92f3577b34da6a3ce929d0e0e4736",
+    trace_url="http://console.test/trace.html?trace_id=4bf92f3577b34da6a3ce929d0e0e4736",
 )
 
 

@@ -435,5 +435,5 @@ def build_message(
         started_at=started_at,
         resolved_at=now if kind == "resolved" else None,
         console_url=console_link(settings.console_base_url, service),
-        trace_url=trace_link(settings.jaeger_ui_url, trace),
+        trace_url=trace_link(settings.console_base_url, trace),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict
 
@@ -75,7 +75,8 @@ def console_link(base_url: str, service: str) -> str:
     return f"{base_url.rstrip('/')}/?{urlencode({'service': service})}"
 
 
-def trace_link(jaeger_ui_url: str, trace_id: str | None) -> str | None:
+def trace_link(console_base_url: str, trace_id: str | None) -> str | None:
+    """The console's trace view: the trace's spans (from Jaeger) and its logs, on one axis."""
     if not trace_id:
         return None
-    return f"{jaeger_ui_url.rstrip('/')}/trace/{quote(trace_id)}"
+    return f"{console_base_url.rstrip('/')}/trace.html?{urlencode({'trace_id': trace_id})}"

@@ -232,7 +232,7 @@ async def test_channel(name: ChannelName, request: Request, store: StoreDep) -> 
         sample_trace_id=None,
         started_at=now,
         console_url=console_link(settings.console_base_url, "logriver-test"),
-        trace_url=trace_link(settings.jaeger_ui_url, None),
+        trace_url=trace_link(settings.console_base_url, None),
     )
     notification = await store.deliveries.enqueue_test(name, message, settings.delivery_lease_s)
     result = await test_fire(dispatcher, channel, notification)

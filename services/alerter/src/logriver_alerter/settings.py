@@ -31,9 +31,9 @@ class AlerterSettings(ServiceSettings):
     # How soon the group notices a dead instance and hands its partitions on.
     session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
 
-    # Links in notifications.
+    # Links in notifications: the console's search and its trace view (which links on to
+    # a Jaeger UI where one is configured on the query service).
     console_base_url: str = "http://127.0.0.1:8001"
-    jaeger_ui_url: str = "http://127.0.0.1:16686"
 
     # Delivery: one bounded lane per channel so a slow receiver only slows itself.
     delivery_queue_size: int = Field(default=1000, ge=1)
