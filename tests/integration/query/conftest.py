@@ -33,6 +33,7 @@ from logriver_common.indexes import ensure_log_indexes
 from logriver_common.settings import MongoSettings, RedisSettings, TelemetrySettings
 from logriver_query.app import create_app
 from logriver_query.settings import QuerySettings
+from logriver_writer import rollups
 from tests.stack import STACK
 
 EVENTS = 200_000
@@ -121,7 +122,8 @@ async def dataset(stack: None) -> AsyncIterator[DataSet]:
         # w=3: every member has the data before tests read from secondaries.
         everywhere = logs.with_options(write_concern=WriteConcern(w=3, wtimeout=120_000))
         for start in range(0, len(docs), 20_000):
-            await everywhere.insert_many(docs[start : start + 20_000], ordered=False)
+            # With tokens, template hashes and rollups, exactly as the writer stores them.
+            await rollups.load(everywhere, docs[start : start + 20_000])
         yield DataSet(database, docs, newest, min(d["timestamp"] for d in docs))
     finally:
         await client.drop_database(database)

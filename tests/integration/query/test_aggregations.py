@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from logriver_writer.rollups import template_of
 from tests.integration.query.conftest import DataSet, QueryApp
 
 pytestmark = [pytest.mark.integration]
@@ -87,10 +88,77 @@ async def test_services_summary(query: QueryApp, dataset: DataSet) -> None:
 
 async def test_top_messages(query: QueryApp, dataset: DataSet) -> None:
     body = await get(query, "/v1/stats/top-messages", {**dataset.params, "limit": 5})
-    counts = Counter(d["message"] for d in dataset.docs if d["level"] in ERRORS)
+    # Grouped by template: "timed out after 31 ms" and "... 47 ms" are one message.
+    counts = Counter(template_of(d["message"]) for d in dataset.docs if d["level"] in ERRORS)
     top = body["messages"]
     assert len(top) == 5
     for row in top:
         assert row["count"] == counts[row["message"]]
     assert [r["count"] for r in top] == sorted(counts.values(), reverse=True)[:5]
     assert body["levels"] == list(ERRORS)
+
+
+def _hist_want(docs: list[dict[str, Any]], size_s: int) -> dict[str, Counter[str]]:
+    want: dict[str, Counter[str]] = defaultdict(Counter)
+    for d in docs:
+        epoch_ms = int(d["timestamp"].timestamp() * 1000)
+        start = datetime.fromtimestamp(epoch_ms // (size_s * 1000) * size_s, UTC)
+        want[iso(start)][d["level"]] += 1
+    return want
+
+
+@pytest.mark.parametrize(
+    ("extra", "keep", "source"),
+    [
+        (
+            {"service": "svc-03", "level": ">=WARNING"},
+            lambda d: d["service"] == "svc-03" and d["level"] in ("WARNING", *ERRORS),
+            "rollups",
+        ),
+        ({"host": "web-3"}, lambda d: d.get("host") == "web-3", "scan"),
+        ({"env": "staging"}, lambda d: d.get("env") == "staging", "scan"),
+        ({"meta.attempt": "2"}, lambda d: d["metadata"]["attempt"] == 2, "scan"),
+        ({"q": "TIMED OUT"}, lambda d: "timed out" in d["message"].lower(), "scan"),
+        (
+            {"q": "connection reset", "match": "word"},
+            lambda d: {"connection", "reset"} <= set(d["message"].lower().split()),
+            "scan",
+        ),
+        ({"trace_id": f"{3:032x}"}, lambda d: d.get("trace_id") == f"{3:032x}", "scan"),
+    ],
+)
+async def test_every_search_filter_narrows_the_histogram(
+    query: QueryApp, dataset: DataSet, extra: dict[str, str], keep: Any, source: str
+) -> None:
+    body = await get(query, "/v1/stats/histogram", {**dataset.params, "bucket": "1m", **extra})
+    docs = [d for d in dataset.docs if keep(d)]
+    assert docs, "the filter should keep some events"
+    got = {b["start"]: Counter(b["counts"]) for b in body["buckets"] if b["total"]}
+    assert got == _hist_want(docs, 60)
+    assert body["total"] == len(docs)
+    assert body["source"] == source
+    assert body["truncated"] is False
+
+
+async def test_rollup_histograms_answer_30_days_exactly(query: QueryApp, dataset: DataSet) -> None:
+    until = dataset.newest + timedelta(seconds=1)
+    params = {"since": iso(until - timedelta(days=30)), "until": iso(until), "bucket": "1h"}
+    body = await get(query, "/v1/stats/histogram", params)
+    assert body["source"] == "rollups"
+    assert body["total"] == len(dataset.docs)
+    assert len(body["buckets"]) in (720, 721)
+
+
+async def test_a_scan_that_runs_out_of_budget_says_so(dataset: DataSet) -> None:
+    from tests.integration.query.conftest import query_settings, start_query_app
+
+    async for slow in start_query_app(query_settings(dataset.database, scan_budget_ms=10)):
+        resp = await slow.http.get(
+            "/v1/stats/histogram",
+            params={**dataset.params, "q": "no such text", "bucket": "10s", "consistent": "true"},
+        )
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["source"] == "scan"
+        assert body["truncated"] is True
+        assert body["complete_since"] > body["since"]

@@ -174,3 +174,54 @@ async def test_read_scope_is_required(query: QueryApp) -> None:
     assert resp.json()["error"] == "unauthorized"
     resp = await query.http.get("/v1/logs", headers={"X-API-Key": "lr_nope_nope"})
     assert resp.status_code == 401
+
+
+async def _all_pages(app: QueryApp, params: dict[str, str]) -> tuple[list[str], int]:
+    ids: list[str] = []
+    pages = 0
+    cursor: str | None = None
+    while True:
+        resp = await app.http.get(
+            "/v1/logs", params={**params, **({"cursor": cursor} if cursor else {})}
+        )
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        ids += [e["id"] for e in body["events"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return ids, pages
+
+
+async def test_whole_word_search_uses_the_token_index(query: QueryApp, dataset: DataSet) -> None:
+    params = {**dataset.params, "q": "Reset connection", "match": "word", "limit": "1000"}
+    ids, _ = await _all_pages(query, params)
+    want = {
+        d["_id"]
+        for d in dataset.docs
+        if {"connection", "reset"} <= set(d["message"].lower().split())
+    }
+    assert want
+    assert set(ids) == want
+    assert len(ids) == len(want)
+    plan = (
+        await query.mongo[dataset.database]["logs"]
+        .find({"tokens": {"$all": ["connection", "reset"]}}, sort=[("timestamp", -1), ("_id", -1)])
+        .explain()
+    )
+    text = str(plan["queryPlanner"]["winningPlan"])
+    assert "tokens_timestamp_id" in text
+    assert "'stage': 'SORT'" not in text
+
+
+async def test_substring_search_pages_by_time_slice_within_its_budget(dataset: DataSet) -> None:
+    """A tiny budget: pages may come back short, with cursors; together they are exact."""
+    from tests.integration.query.conftest import query_settings, start_query_app
+
+    async for app in start_query_app(query_settings(dataset.database, text_page_budget_ms=10)):
+        params = {**dataset.params, "q": "PEER", "limit": "1000"}
+        ids, pages = await _all_pages(app, params)
+        want = {d["_id"] for d in dataset.docs if "peer" in d["message"].lower()}
+        assert len(ids) == len(want)
+        assert set(ids) == want
+        assert pages > 1

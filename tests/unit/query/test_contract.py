@@ -47,13 +47,24 @@ def test_search_parameters_are_declared(document: dict[str, Any]) -> None:
         "env",
         "trace_id",
         "q",
+        "match",
         "order",
         "limit",
         "page_size",
         "cursor",
         "consistent",
     }
-    assert names(operation(document, "/v1/stats/histogram")) >= {"bucket", "group_by", "level"}
+    # Every filter the search takes narrows the histogram too.
+    assert names(operation(document, "/v1/stats/histogram")) >= {
+        "bucket",
+        "group_by",
+        "level",
+        "q",
+        "match",
+        "trace_id",
+        "host",
+        "env",
+    }
     assert names(operation(document, "/v1/stats/top-messages")) >= {"limit", "level"}
     assert names(operation(document, "/v1/stats/errors")) == {
         "service",

@@ -7,7 +7,8 @@ from typing import Any
 
 from pymongo import UpdateOne
 
-from logriver_writer.rollups import enrich, rollup_updates, template_of, tokens_of
+from logriver_common.indexes import tokens_of
+from logriver_writer.rollups import enrich, rollup_updates, template_of
 
 
 def test_templates_mask_numbers_ids_hex_and_uuids() -> None:

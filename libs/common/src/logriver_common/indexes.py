@@ -11,6 +11,7 @@ read in index order and stops after ``limit + 1`` keys (no blocking SORT; with
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -57,10 +58,29 @@ ROLLUP_INDEXES: list[IndexModel] = [
 ]
 TEMPLATE_ROLLUP_INDEXES: list[IndexModel] = [
     IndexModel([("level", ASCENDING), ("t", ASCENDING)], name="level_t"),
+    # A template's text for counts that came from scanning events (which store only `th`).
+    IndexModel([("th", ASCENDING)], name="th"),
     IndexModel([("expire_at", ASCENDING)], name="expire_at_ttl", expireAfterSeconds=0),
 ]
 # Replaced by the `_id`-suffixed versions above (the suffix removes the blocking SORT).
 _DROPPED = ("service_level_timestamp",)
+
+
+MAX_TOKENS = 64
+MAX_TOKEN_CHARS = 40
+_TOKEN = re.compile(r"[0-9a-z_]+")
+
+
+def tokens_of(message: str) -> list[str]:
+    """The distinct lower-case words (``[0-9a-z_]+``) of a message, as the ``tokens`` index
+    holds them: the writer stores them, a whole-word query looks them up."""
+    seen: dict[str, None] = {}
+    for token in _TOKEN.findall(message[:8192].lower()):
+        if len(token) <= MAX_TOKEN_CHARS:
+            seen[token] = None
+            if len(seen) >= MAX_TOKENS:
+                break
+    return list(seen)
 
 
 def rollup_collection_names(collection: str) -> tuple[str, str]:

@@ -1,14 +1,18 @@
 """Aggregations over a time window: error summary, histogram, services, top messages.
 
-Each returns plain JSON-ready data (the cache stores it as JSON). The planner
-picks the index: a bare time range uses ``timestamp_id`` (measured: hinting
-``service_level_timestamp`` to make histograms index-only made MongoDB 6.0
-scan every key of the index and fetch every document, 10x slower, see
-docs/query.md). ``allowDiskUse`` is off and ``maxTimeMS`` bounds every one.
+Each returns plain JSON-ready data (the cache stores it serialised). Counts come
+from the writer's rollups whenever the filter is service/level/time only
+(``rollup_counts``), exact at any window; other filters scan the events, the
+histogram within a time budget (``truncated``/``complete_since``), the
+summaries within ``maxTimeMS``. Top messages are grouped by template (numbers,
+ids, hex and UUIDs masked by the writer), from hourly template rollups for
+whole hours and over the events (by their ``th`` template hash) at the edges.
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,6 +20,13 @@ from logriver_common.documents import LEVELS
 from logriver_query.cursor import from_ms, to_ms
 from logriver_query.filters import RELATIVE, LogFilter, TimeRange, bad_request, too_broad
 from logriver_query.reads import Collection
+from logriver_query.rollup_counts import (
+    HOUR_MS,
+    answerable,
+    bounded_scan,
+    rollup_rows,
+    rollups_of,
+)
 
 ERROR_LEVELS = ["ERROR", "CRITICAL"]
 GroupBy = Literal["level", "service", "none"]
@@ -70,6 +81,49 @@ def _bucket_size(window: TimeRange, requested: str | None, max_buckets: int) -> 
 async def error_summary(
     collection: Collection, flt: LogFilter, *, max_time_ms: int
 ) -> dict[str, Any]:
+    if not answerable(flt):
+        return await _error_summary_scan(collection, flt, max_time_ms=max_time_ms)
+    errors = replace(flt, levels=tuple(ERROR_LEVELS))
+    rows = await rollup_rows(collection, errors, bucket_s=0, max_time_ms=max_time_ms)
+    per_service: dict[str, int] = {}
+    for (_, service, _), n in rows.items():
+        per_service[service] = per_service.get(service, 0) + n
+    ranked = sorted(per_service.items(), key=lambda item: (-item[1], item[0]))[:1000]
+
+    async def latest(service: str) -> dict[str, Any] | None:
+        return await collection.find_one(
+            replace(errors, services=(service,)).to_mongo(),
+            {"_id": 1, "timestamp": 1, "level": 1, "message": 1, "trace_id": 1},
+            sort=[("timestamp", -1), ("_id", -1)],
+            max_time_ms=max_time_ms,
+        )
+
+    docs = await asyncio.gather(*(latest(service) for service, _ in ranked))
+    services = []
+    for (service, count), doc in zip(ranked, docs, strict=True):
+        if doc is None:
+            continue
+        latest_error = {
+            "id": doc["_id"],
+            "timestamp": iso(doc["timestamp"]),
+            "level": doc["level"],
+            "message": doc["message"][:1000],
+        }
+        if doc.get("trace_id") is not None:
+            latest_error["trace_id"] = doc["trace_id"]
+        services.append({"service": service, "errors": count, "latest": latest_error})
+    return {
+        "since": iso(flt.window.since),
+        "until": iso(flt.window.until),
+        "total_errors": sum(s["errors"] for s in services),
+        "services": services,
+        "source": "rollups",
+    }
+
+
+async def _error_summary_scan(
+    collection: Collection, flt: LogFilter, *, max_time_ms: int
+) -> dict[str, Any]:
     match = flt.to_mongo()
     match["level"] = {"$in": ERROR_LEVELS}
     pipeline: list[dict[str, Any]] = [
@@ -106,6 +160,7 @@ async def error_summary(
         "until": iso(flt.window.until),
         "total_errors": sum(s["errors"] for s in services),
         "services": services,
+        "source": "scan",
     }
 
 
@@ -116,17 +171,30 @@ async def histogram(
     bucket_s: int,
     group_by: GroupBy,
     max_time_ms: int,
+    scan_budget_ms: int = 2_000,
 ) -> dict[str, Any]:
     size_ms = bucket_s * 1000
-    pipeline = histogram_pipeline(flt, bucket_s, group_by)
-    rows = await _aggregate(collection, pipeline, max_time_ms)
     # Buckets aligned to the epoch, every one present (zeros included) so charts are continuous.
     first = to_ms(flt.window.since) // size_ms * size_ms
     starts = list(range(first, to_ms(flt.window.until), size_ms))
     counts: dict[int, dict[str, int]] = {start: {} for start in starts}
-    for row in rows:
-        group = str(row["_id"].get("k", "all"))
-        counts.setdefault(row["_id"]["t"], {})[group] = row["n"]
+    truncated = False
+    complete_since: datetime | None = flt.window.since
+    if answerable(flt) and bucket_s % 60 == 0:
+        source = "rollups"
+        rows = await rollup_rows(collection, flt, bucket_s=bucket_s, max_time_ms=max_time_ms)
+        for (start, service, level), n in rows.items():
+            group = level if group_by == "level" else service if group_by == "service" else "all"
+            bucket = counts.setdefault(start, {})
+            bucket[group] = bucket.get(group, 0) + n
+    else:
+        source = "scan"
+        scan = await bounded_scan(
+            collection, flt, bucket_s=bucket_s, group_by=group_by, budget_ms=scan_budget_ms
+        )
+        truncated, complete_since = scan.truncated, scan.complete_since
+        for start, per_group in scan.counts.items():
+            counts.setdefault(start, {}).update(per_group)
     groups = sorted({g for c in counts.values() for g in c}, key=_group_order)
     return {
         "since": iso(flt.window.since),
@@ -143,6 +211,9 @@ async def histogram(
             }
             for start in sorted(counts)
         ],
+        "source": source,
+        "truncated": truncated,
+        "complete_since": iso(complete_since) if complete_since is not None else None,
     }
 
 
@@ -164,6 +235,47 @@ def _group_order(group: str) -> tuple[int, str]:
 
 
 async def services_summary(
+    collection: Collection, flt: LogFilter, *, max_time_ms: int
+) -> dict[str, Any]:
+    if not answerable(flt):
+        return await _services_summary_scan(collection, flt, max_time_ms=max_time_ms)
+    rows = await rollup_rows(collection, flt, bucket_s=0, max_time_ms=max_time_ms)
+    totals: dict[str, list[int]] = {}
+    for (_, service, level), n in rows.items():
+        entry = totals.setdefault(service, [0, 0])
+        entry[0] += n
+        if level in ERROR_LEVELS:
+            entry[1] += n
+    ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))[:5000]
+
+    async def last_seen(service: str) -> dict[str, Any] | None:
+        return await collection.find_one(
+            replace(flt, services=(service,)).to_mongo(),
+            {"timestamp": 1},
+            sort=[("timestamp", -1), ("_id", -1)],
+            max_time_ms=max_time_ms,
+        )
+
+    lasts = await asyncio.gather(*(last_seen(service) for service, _ in ranked))
+    return {
+        "since": iso(flt.window.since),
+        "until": iso(flt.window.until),
+        "services": [
+            {
+                "service": service,
+                "count": count,
+                "errors": errors,
+                "error_rate": round(errors / count, 6),
+                "last_seen": iso(last["timestamp"]),
+            }
+            for (service, (count, errors)), last in zip(ranked, lasts, strict=True)
+            if count and last is not None
+        ],
+        "source": "rollups",
+    }
+
+
+async def _services_summary_scan(
     collection: Collection, flt: LogFilter, *, max_time_ms: int
 ) -> dict[str, Any]:
     pipeline: list[dict[str, Any]] = [
@@ -193,41 +305,95 @@ async def services_summary(
             }
             for row in rows
         ],
+        "source": "scan",
     }
 
 
 async def top_messages(
     collection: Collection, flt: LogFilter, *, limit: int, max_time_ms: int
 ) -> dict[str, Any]:
-    match = flt.to_mongo()
-    if not flt.levels:
-        match["level"] = {"$in": ERROR_LEVELS}
-    pipeline: list[dict[str, Any]] = [
-        {"$match": match},
-        # Messages can be 32 KiB; group on a prefix so keys stay small.
-        {
-            "$group": {
-                "_id": {"$substrCP": ["$message", 0, 200]},
-                "count": {"$sum": 1},
-                "services": {"$addToSet": "$service"},
-                "last_seen": {"$max": "$timestamp"},
-            }
-        },
-        {"$sort": {"count": -1, "_id": 1}},
-        {"$limit": limit},
-    ]
-    rows = await _aggregate(collection, pipeline, max_time_ms)
+    """The most frequent templates: whole hours from template rollups, the rest from events."""
+    levels = list(flt.levels) or ERROR_LEVELS
+    flt = replace(flt, levels=tuple(levels))
+    since, until = to_ms(flt.window.since), to_ms(flt.window.until)
+    h0 = -(-since // HOUR_MS) * HOUR_MS
+    h1 = until - until % HOUR_MS
+    groups: dict[Any, dict[str, Any]] = {}
+
+    def add(key: Any, n: int, services: list[str], last: datetime, template: str | None) -> None:
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = {"count": 0, "services": set(), "last": last, "template": None}
+        group["count"] += n
+        group["services"].update(services)
+        group["last"] = max(group["last"], last)
+        group["template"] = group["template"] or template
+
+    edges = [(since, until)]
+    if answerable(flt) and h0 < h1:
+        edges = [(since, h0), (h1, until)]
+        query: dict[str, Any] = {
+            "level": {"$in": levels},
+            "t": {"$gte": from_ms(h0), "$lt": from_ms(h1)},
+        }
+        if flt.services:
+            query["service"] = {"$in": list(flt.services)}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": query},
+            {
+                "$group": {
+                    "_id": "$th",
+                    "n": {"$sum": "$n"},
+                    "services": {"$addToSet": "$service"},
+                    "last": {"$max": "$last"},
+                    "template": {"$first": "$template"},
+                }
+            },
+        ]
+        for row in await _aggregate(rollups_of(collection, template=True), pipeline, max_time_ms):
+            add(row["_id"], row["n"], row["services"], row["last"], row["template"])
+    for start, end in edges:
+        if start >= end:
+            continue
+        pipeline = [
+            {"$match": flt.to_mongo(TimeRange(from_ms(start), from_ms(end)))},
+            {
+                "$group": {
+                    # Events stored before templates existed group by their message prefix.
+                    "_id": {"$ifNull": ["$th", {"$substrCP": ["$message", 0, 200]}]},
+                    "n": {"$sum": 1},
+                    "services": {"$addToSet": "$service"},
+                    "last": {"$max": "$timestamp"},
+                    "message": {"$first": {"$substrCP": ["$message", 0, 200]}},
+                    "hashed": {"$max": {"$ne": [{"$type": "$th"}, "missing"]}},
+                }
+            },
+        ]
+        for row in await _aggregate(collection, pipeline, max_time_ms):
+            add(row["_id"], row["n"], row["services"], row["last"], None)
+            if not row["hashed"]:
+                groups[row["_id"]]["template"] = row["message"]
+    ranked = sorted(groups.items(), key=lambda item: (-item[1]["count"], str(item[0])))[:limit]
+    missing = [key for key, group in ranked if group["template"] is None]
+    if missing:
+        found = rollups_of(collection, template=True).find(
+            {"th": {"$in": missing}}, {"_id": 0, "th": 1, "template": 1}, max_time_ms=max_time_ms
+        )
+        names = {doc["th"]: doc["template"] async for doc in found}
+        for key, group in ranked:
+            if group["template"] is None:
+                group["template"] = names.get(key, "")
     return {
         "since": iso(flt.window.since),
         "until": iso(flt.window.until),
-        "levels": list(flt.levels) or ERROR_LEVELS,
+        "levels": levels,
         "messages": [
             {
-                "message": row["_id"],
-                "count": row["count"],
-                "services": sorted(row["services"]),
-                "last_seen": iso(row["last_seen"]),
+                "message": group["template"],
+                "count": group["count"],
+                "services": sorted(group["services"]),
+                "last_seen": iso(group["last"]),
             }
-            for row in rows
+            for _, group in ranked
         ],
     }

@@ -99,14 +99,22 @@ class FilterParams(WindowParams, LevelParam, TraceParam):
     """The filters every search accepts (plus `meta.<key>`, see the operation)."""
 
 
-class LogsParams(FilterParams):
+class TextParams(_Params):
     q: str | None = Field(
         default=None,
         max_length=1024,
-        description="Case-insensitive literal substring of the message (not a regex); "
-        "at most 256 printable characters (`LOGRIVER_QUERY_MAX_QUERY_LENGTH`). "
-        "A text search covers at most 48 hours.",
+        description="Text search, at most 256 printable characters "
+        "(`LOGRIVER_QUERY_MAX_QUERY_LENGTH`). With `match=substring` (default): a "
+        "case-insensitive literal substring of the message (not a regex), scanned newest "
+        "time slice first. With `match=word`: every word of `q` (`[0-9a-z_]+`, case-insensitive) "
+        "appears as a whole word in the message, answered from the token index.",
     )
+    match: Literal["substring", "word"] = Field(
+        default="substring", description="How `q` matches: `substring` or whole `word`s."
+    )
+
+
+class LogsParams(FilterParams, TextParams):
     order: Literal["desc", "asc"] = Field(
         default="desc", description="`desc` (newest first) or `asc`."
     )
@@ -127,7 +135,7 @@ class SummaryParams(WindowParams):
     """`/v1/stats/errors` and `/v1/stats/services`: no level, text or trace filter."""
 
 
-class HistogramParams(WindowParams, LevelParam):
+class HistogramParams(FilterParams, TextParams):
     bucket: str = Field(
         default="auto",
         pattern=r"^(auto|\d{1,7}[smhdw])$",
@@ -249,6 +257,9 @@ class ServiceErrors(BaseModel):
 class ErrorSummary(Window):
     total_errors: int
     services: list[ServiceErrors]
+    source: Literal["rollups", "scan"] = Field(
+        description="`rollups`: counted from pre-computed counts (exact); `scan`: over events."
+    )
 
 
 class Bucket(BaseModel):
@@ -263,6 +274,18 @@ class Histogram(Window):
     groups: list[str]
     total: int
     buckets: list[Bucket]
+    source: Literal["rollups", "scan"] = Field(
+        description="`rollups` (service/level/time filters: exact, any range) or `scan` "
+        "(host, env, trace_id, q or meta filters: the events are scanned newest first within "
+        "`LOGRIVER_QUERY_SCAN_BUDGET_MS`)."
+    )
+    truncated: bool = Field(
+        description="The scan ran out of its time budget: buckets before `complete_since` "
+        "are missing or partial."
+    )
+    complete_since: str | None = Field(
+        description="Counts are exact from here to `until` (equals `since` unless truncated)."
+    )
 
 
 class ServiceSummary(BaseModel):
@@ -275,6 +298,7 @@ class ServiceSummary(BaseModel):
 
 class ServicesSummary(Window):
     services: list[ServiceSummary]
+    source: Literal["rollups", "scan"]
 
 
 class TopMessage(BaseModel):

@@ -96,7 +96,8 @@ def decode(token: str, secret: SecretStr, *, filter_hash: str, order: Order) -> 
     if not (
         all(isinstance(v, int) for v in (ts, since, until))
         and isinstance(event_id, str)
-        and EVENT_ID.match(event_id)
+        # "" marks a time-slice edge of a substring search (search._edge_page).
+        and (event_id == "" or EVENT_ID.match(event_id))
     ):
         raise InvalidCursor("malformed cursor")
     try:

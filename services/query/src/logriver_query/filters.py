@@ -20,6 +20,7 @@ import orjson
 
 from logriver_common.documents import LEVELS, levels_at_or_above
 from logriver_common.event import SERVICE_NAME, Level
+from logriver_common.indexes import MAX_TOKEN_CHARS, tokens_of
 from logriver_common.web.errors import ApiError
 from logriver_query.settings import QuerySettings
 
@@ -41,7 +42,9 @@ MAX_META_FILTERS = 10
 MAX_VALUE_LENGTH = 256
 
 # Parameters every filtered endpoint accepts; endpoints add their own.
-FILTER_PARAMS = frozenset({"service", "level", "since", "until", "host", "env", "trace_id", "q"})
+FILTER_PARAMS = frozenset(
+    {"service", "level", "since", "until", "host", "env", "trace_id", "q", "match"}
+)
 
 
 def bad_request(detail: str, error: str = "bad_request") -> ApiError:
@@ -78,6 +81,8 @@ class LogFilter:
     # they identify the query for cursors and cache keys; `window` is them resolved.
     since_raw: str | None = None
     until_raw: str | None = None
+    # `match=word`: q's words are looked up in the token index instead of a substring scan.
+    words: tuple[str, ...] = ()
 
     def identity(self) -> dict[str, Any]:
         """The normalised filter set, independent of parameter order and spelling."""
@@ -91,6 +96,8 @@ class LogFilter:
             "meta": [[k, list(v)] for k, v in self.meta],
             "since": self.since_raw,
             "until": self.until_raw,
+            # Only when set, so cursors and cache keys of every other query stay as they were.
+            **({"words": list(self.words)} if self.words else {}),
         }
 
     def fingerprint(self) -> str:
@@ -111,7 +118,9 @@ class LogFilter:
             value = getattr(self, name)
             if value is not None:
                 query[name] = value
-        if self.q is not None:
+        if self.words:
+            query["tokens"] = {"$all": list(self.words)}
+        elif self.q is not None:
             # A literal, case-insensitive substring: re.escape leaves no metacharacter,
             # so there is nothing to backtrack on (see docs/query.md for the measurement).
             query["message"] = {"$regex": re.escape(self.q), "$options": "i"}
@@ -272,6 +281,7 @@ def parse_filter(
             raise bad_request(
                 f"`q` must be at most {settings.max_query_length} printable characters"
             )
+    words = parse_words(q, single(params, "match")) if q is not None else ()
     window, since_raw, until_raw = parse_window(params, settings, now, text_search=q is not None)
     trace_id = _plain(params, "trace_id", TRACE_ID)
     return LogFilter(
@@ -285,4 +295,21 @@ def parse_filter(
         since_raw=since_raw,
         until_raw=until_raw,
         window=window,
+        words=words,
     )
+
+
+def parse_words(q: str, match: str | None) -> tuple[str, ...]:
+    """The token-index words of ``q`` for ``match=word``; () for a substring search."""
+    if match in (None, "substring"):
+        return ()
+    if match != "word":
+        raise bad_request("`match` is `substring` or `word`")
+    words = tokens_of(q)
+    if not words:
+        raise bad_request("`q` has no word to look up (words are [0-9A-Za-z_])")
+    if any(len(part) > MAX_TOKEN_CHARS for part in re.findall(r"[0-9a-z_]+", q.lower())):
+        raise bad_request(
+            f"words longer than {MAX_TOKEN_CHARS} characters are not indexed; use match=substring"
+        )
+    return tuple(sorted(words))

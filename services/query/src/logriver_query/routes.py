@@ -92,7 +92,7 @@ router = APIRouter(prefix="/v1")
 
 LOGS_PARAMS = FILTER_PARAMS | {"order", "limit", "page_size", "cursor", "consistent"}
 SUMMARY_PARAMS = frozenset({"service", "since", "until", "host", "env", "consistent"})
-CHART_PARAMS = (FILTER_PARAMS - {"q", "trace_id"}) | {"consistent"}
+CHART_PARAMS = (FILTER_PARAMS - {"q", "trace_id", "match"}) | {"consistent"}
 
 
 @router.get(
@@ -139,6 +139,7 @@ async def list_logs(
                 limit=limit,
                 position=position,
                 max_time_ms=settings.max_time_ms,
+                text_budget_ms=settings.text_page_budget_ms,
             )
     window = position.window if position is not None else flt.window
     next_cursor = (
@@ -247,8 +248,9 @@ async def _cached(
         # Read-your-writes cannot come from a cache.
         return json(await compute(), {"X-Cache": "bypass"})
     key = cache_key(settings.redis.key_prefix, kind, {**flt.identity(), **extra})
-    value, outcome = await ctx.cache.get_or_compute(key, compute)
-    return json(value, {"X-Cache": outcome})
+    body, outcome = await ctx.cache.get_or_compute(key, compute)
+    # The cached bytes go out as they are: no decode and re-encode per hit.
+    return Response(body, media_type="application/json", headers={"X-Cache": outcome})
 
 
 @router.get(
@@ -281,15 +283,21 @@ async def stats_errors(
 async def stats_histogram(
     request: Request, ctx: Ctx, _: Reader, query: Annotated[HistogramParams, Query()]
 ) -> Response:
-    params = params_of(request, CHART_PARAMS | {"bucket", "group_by"})
+    # Every filter the search takes narrows the histogram too (q and trace_id by a scan).
+    params = params_of(request, FILTER_PARAMS | {"consistent", "bucket", "group_by"})
     settings = ctx.settings
-    flt = parse_filter(params, settings, allow_text=False)
+    flt = parse_filter(params, settings)
     group_by = query.group_by
     bucket_s = aggregations.bucket_seconds(flt.window, query.bucket, settings.max_histogram_buckets)
 
     async def run(coll: Collection, f: LogFilter) -> dict[str, Any]:
         return await aggregations.histogram(
-            coll, f, bucket_s=bucket_s, group_by=group_by, max_time_ms=settings.max_time_ms
+            coll,
+            f,
+            bucket_s=bucket_s,
+            group_by=group_by,
+            max_time_ms=settings.max_time_ms,
+            scan_budget_ms=settings.scan_budget_ms,
         )
 
     extra = {"bucket": bucket_s, "group_by": group_by}

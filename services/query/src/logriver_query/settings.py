@@ -45,8 +45,9 @@ class QuerySettings(ServiceSettings):
     max_page_size: int = Field(default=1_000, ge=1)
     default_range_seconds: int = Field(default=3_600, ge=1)
     max_range_days: int = Field(default=31, ge=1)
-    # Text search scans the time range (see docs/query.md), so it gets a tighter bound.
-    max_text_range_hours: int = Field(default=48, ge=1)
+    # A text search reads time slices within a budget per page (see docs/query.md), so it
+    # may cover the whole range; an operator can still cap it.
+    max_text_range_hours: int = Field(default=31 * 24, ge=1)
     max_trace_events: int = Field(default=5_000, ge=1)
     max_histogram_buckets: int = Field(default=1_000, ge=10)
     max_query_length: int = Field(default=256, ge=1)
@@ -54,6 +55,13 @@ class QuerySettings(ServiceSettings):
     # Aggregation cache and its single-flight lock.
     cache_ttl_seconds: float = Field(default=10.0, gt=0)
     cache_lock_ms: int = Field(default=10_000, ge=100)
+
+    # Histograms that rollups cannot answer (host, env, trace_id, q, meta.*) scan the events
+    # newest first for at most this long, then answer `truncated: true`.
+    scan_budget_ms: int = Field(default=2_000, ge=10)
+    # A substring search (`q`) scans time slices newest first for at most this long per page,
+    # then answers the page it has with a cursor that continues where the scan stopped.
+    text_page_budget_ms: int = Field(default=800, ge=10)
 
     slow_query_ms: float = Field(default=200.0, ge=0)
 

@@ -33,7 +33,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DocumentTooLarge, OperationFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
-from logriver_common.indexes import rollup_collection_names
+from logriver_common.indexes import rollup_collection_names, tokens_of
 from logriver_writer.sink import (
     DUPLICATE_KEY,
     Document,
@@ -47,8 +47,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 TEMPLATE_CHARS = 200
-MAX_TOKENS = 64
-MAX_TOKEN_CHARS = 40
 
 # Most specific first: a UUID contains hex runs, a hex run contains digits.
 _MASKS = [
@@ -61,7 +59,6 @@ _MASKS = [
     (re.compile(r"\b(?=[A-Za-z_-]*\d)(?=[\d_-]*[A-Za-z])[A-Za-z0-9_-]{4,}\b"), "<id>"),
     (re.compile(r"-?\d+(?:\.\d+)?"), "<n>"),
 ]
-_TOKEN = re.compile(r"[0-9a-z_]+")
 
 
 def template_of(message: str) -> str:
@@ -77,17 +74,6 @@ def template_hash(template: str) -> int:
     return int.from_bytes(
         hashlib.blake2b(template.encode(), digest_size=8).digest(), "big", signed=True
     )
-
-
-def tokens_of(message: str) -> list[str]:
-    """The distinct lower-case words of a message (``[0-9a-z_]+``), for the token index."""
-    seen: dict[str, None] = {}
-    for token in _TOKEN.findall(message[:8192].lower()):
-        if len(token) <= MAX_TOKEN_CHARS:
-            seen[token] = None
-            if len(seen) >= MAX_TOKENS:
-                break
-    return list(seen)
 
 
 def enrich(document: Document) -> str:
@@ -340,3 +326,31 @@ class TransactionalInsert:
         if not found:
             raise TransientWriteError(f"{type(exc).__name__}: {exc}") from exc
         self.pending = [i for i in self.pending if i not in self.unstorable]
+
+
+async def load(
+    collection: AsyncCollection[Document],
+    documents: list[Document],
+    *,
+    retention: timedelta = timedelta(days=400),
+) -> None:
+    """Store documents with their tokens, template hashes and rollups, as the writer would.
+
+    For bulk loads (benchmarks, test fixtures) of documents that are not stored yet: no
+    transaction and no duplicate check, so it is not exact under retries; the writer uses
+    :class:`TransactionalInsert`. Rollups use ``collection``'s write concern.
+    """
+    templates = [enrich(document) for document in documents]
+    await collection.insert_many(documents, ordered=False)
+    counts_name, templates_name = rollup_collection_names(collection.name)
+    db = collection.database
+    counts, template_counts = rollup_updates(documents, templates, retention=retention)
+    concern = collection.write_concern
+    if counts:
+        await db.get_collection(counts_name, write_concern=concern).bulk_write(
+            counts, ordered=False
+        )
+    if template_counts:
+        await db.get_collection(templates_name, write_concern=concern).bulk_write(
+            template_counts, ordered=False
+        )
