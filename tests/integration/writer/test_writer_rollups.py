@@ -1,0 +1,111 @@
+"""Rollup counts stay exact when the writer is killed (-9) mid-batch and the batch redelivered."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from pymongo.read_concern import ReadConcern
+
+from tests.conftest import StartService, Topics
+from tests.integration.writer.helpers import (
+    MongoClient,
+    committed_total,
+    count_logs,
+    make_events,
+    mongo,
+    produce_events,
+    writer_env,
+)
+from tests.stack import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
+
+EVENTS = 20_000
+
+
+async def _stored_at_least(client: MongoClient, database: str, count: int) -> int | None:
+    stored = await count_logs(client, database)
+    return stored if stored >= count else None
+
+
+async def _event_counts(client: MongoClient, database: str) -> Counter[tuple[Any, ...]]:
+    """(hour, service, level) → count, computed over the stored events."""
+    logs = client[database].get_collection("logs", read_concern=ReadConcern("majority"))
+    pipeline: list[dict[str, Any]] = [
+        {
+            "$group": {
+                "_id": {
+                    "t": {"$dateTrunc": {"date": "$timestamp", "unit": "hour"}},
+                    "s": "$service",
+                    "l": "$level",
+                },
+                "n": {"$sum": 1},
+            }
+        }
+    ]
+    rows = await (await logs.aggregate(pipeline)).to_list()
+    return Counter({(r["_id"]["t"], r["_id"]["s"], r["_id"]["l"]): r["n"] for r in rows})
+
+
+async def _rollup_counts(client: MongoClient, database: str) -> Counter[tuple[Any, ...]]:
+    rollups = client[database].get_collection("logs_rollups", read_concern=ReadConcern("majority"))
+    out: Counter[tuple[Any, ...]] = Counter()
+    async for doc in rollups.find({}):
+        key = (doc["t"], doc["service"], doc["level"])
+        out[key] += doc["n"]
+        assert sum(doc["m"].values()) == doc["n"], doc  # minute counts add up to the hour
+    return out
+
+
+async def _template_total(client: MongoClient, database: str) -> int:
+    rollups = client[database].get_collection(
+        "logs_template_rollups", read_concern=ReadConcern("majority")
+    )
+    return sum([doc["n"] async for doc in rollups.find({}, {"n": 1})])
+
+
+async def test_kill_9_mid_batch_keeps_rollups_equal_to_the_stored_events(
+    topics: Topics, mongo_database: str, service_process: StartService
+) -> None:
+    events = make_events(EVENTS // 2, prefix="roll") + make_events(
+        EVENTS // 2, prefix="anon", with_ids=False
+    )
+    await produce_events(topics.main, events)
+    env = writer_env(topics, mongo_database, batch_max_events=1_000)
+    group = env["LOGRIVER_WRITER_GROUP_ID"]
+    client = mongo()
+    try:
+        first = service_process("writer", env=env)
+        await eventually(
+            lambda: _stored_at_least(client, mongo_database, 2_000),
+            interval=0.05,
+            what="writer under way",
+        )
+        first.kill()
+        assert await committed_total(topics.main, group) < EVENTS, "finished before the kill"
+        # What the killed writer left: events and counts agree already (one transaction).
+        assert await _rollup_counts(client, mongo_database) == await _event_counts(
+            client, mongo_database
+        )
+
+        second = service_process("writer", env=env)
+        # A transaction the killed writer left open holds its rows until MongoDB aborts it
+        # (transactionLifetimeLimitSeconds, 60 s by default): the restart may wait for it.
+        await eventually(
+            lambda: _stored_at_least(client, mongo_database, EVENTS),
+            within=150,
+            what="all events stored after the restart",
+        )
+        assert second.running()
+        stored = await count_logs(client, mongo_database)
+        assert stored == EVENTS
+        rollups = await _rollup_counts(client, mongo_database)
+        assert rollups == await _event_counts(client, mongo_database)
+        assert sum(rollups.values()) == EVENTS
+        assert await _template_total(client, mongo_database) == EVENTS
+        tokens = client[mongo_database]["logs"]
+        assert await tokens.count_documents({"tokens": {"$exists": False}}) == 0
+    finally:
+        await client.close()
