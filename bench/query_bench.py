@@ -1,20 +1,23 @@
 """Query service benchmark: p50/p99 under 20 concurrent clients, and each query's plan.
 
-    uv run python -m bench.query_bench               # 2 million events (takes a while)
-    uv run python -m bench.query_bench --events 200000
+    uv run python -m bench.query_bench               # 10 million events (takes a long while)
+    uv run python -m bench.query_bench --events 500000
 
 Loads events into a unique database (20 services, spread over ``--days``,
 several per millisecond), starts the query service as a real process on it,
 then measures over HTTP:
 
-* filtered page: service + level + a 1 h range (lists are never cached);
-* text search: ``q`` over a 1 h range;
-* 24 h histogram by level: uncached (every request its own aggregation),
-  cold (cache flushed before each burst, so single-flight runs one aggregation
-  per burst) and cached.
+* filtered pages: service + level + 1 h, service alone over 24 h (never cached);
+* text search: whole words (``match=word``) over 24 h, a substring's first page over 24 h;
+* histograms by level and by service over 24 h and 7 d, uncached (every
+  request its own key), cold and cached; errors, services and top messages
+  uncached and cached.
 
-Prints a table and the ``explain`` plan of each query (it fails if any plan is
-a COLLSCAN), then drops the database.
+The load stores each event with its tokens and template hash and fills the
+rollups with the writer's own function (``logriver_writer.rollups.load``), and
+reports the write-path cost: CPU per event for that work, and documents and
+bytes (data, indexes) per event. Prints the ``explain`` plan of each list query
+(it fails on a COLLSCAN or a blocking SORT), then drops the database.
 """
 
 from __future__ import annotations
@@ -40,10 +43,10 @@ from bench.results import Figure, publish_figures
 from logriver_common.auth import DEV_KEY
 from logriver_common.documents import event_to_document
 from logriver_common.event import Level, LogEvent
-from logriver_common.indexes import ensure_log_indexes
-from logriver_query import aggregations
+from logriver_common.indexes import ensure_log_indexes, rollup_collection_names
 from logriver_query.filters import parse_filter
 from logriver_query.settings import QuerySettings
+from logriver_writer import rollups
 from tests.processes import ServiceProcess
 from tests.stack import STACK
 
@@ -108,6 +111,35 @@ def batches(total: int, newest: datetime, days: float, seed: int = 7) -> Iterato
         yield docs
 
 
+def rollup_cpu_us(total: int, newest: datetime, days: float) -> float:
+    """CPU per event of what the writer adds: tokens, template hash, batch rollup upserts."""
+    docs = next(batches(min(total, BATCH), newest, days, seed=11))
+    started = time.process_time()
+    for start in range(0, len(docs), 5_000):
+        chunk = docs[start : start + 5_000]
+        templates = [rollups.enrich(d) for d in chunk]
+        rollups.rollup_updates(chunk, templates, retention=timedelta(days=400))
+    return (time.process_time() - started) / len(docs) * 1e6
+
+
+async def storage_per_event(database: str, events: int) -> dict[str, float]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri, tz_aware=True)
+    out: dict[str, float] = {}
+    try:
+        db = client[database]
+        for name in ("logs", *rollup_collection_names("logs")):
+            stats = await db.command("collStats", name)
+            out[f"{name} docs per event"] = round(stats["count"] / events, 4)
+            out[f"{name} data bytes per event"] = round(stats["size"] / events, 1)
+            out[f"{name} index bytes per event"] = round(stats["totalIndexSize"] / events, 1)
+        stats = await db.command("collStats", "logs")
+        for index, size in stats["indexSizes"].items():
+            out[f"index {index} bytes per event"] = round(size / events, 1)
+    finally:
+        await client.close()
+    return out
+
+
 async def load(database: str, total: int, newest: datetime, days: float) -> None:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri, tz_aware=True)
     try:
@@ -116,7 +148,8 @@ async def load(database: str, total: int, newest: datetime, days: float) -> None
         started = time.perf_counter()
         loaded = 0
         for docs in batches(total, newest, days):
-            await logs.insert_many(docs, ordered=False)
+            # Tokens, template hashes and rollups exactly as the writer makes them.
+            await rollups.load(logs, docs)
             loaded += len(docs)
             rate = loaded / (time.perf_counter() - started)
             print(f"\r  loaded {loaded:>9,} events ({rate:,.0f}/s)", end="", flush=True)
@@ -169,18 +202,30 @@ async def measure(url: str, newest: datetime, days: float, prefix: str) -> list[
     def filtered(i: int) -> tuple[str, dict[str, Any]]:
         return "/v1/logs", {"service": rng.choice(SERVICES), "level": "ERROR", **hour(i)}
 
-    def text(i: int) -> tuple[str, dict[str, Any]]:
-        return "/v1/logs", {"q": f"{rng.choice(WORDS)} provider timed out", **hour(i)}
-
     day = {"since": (newest - timedelta(hours=24)).isoformat(), "until": newest.isoformat()}
+    week = {"since": (newest - timedelta(days=7)).isoformat(), "until": newest.isoformat()}
 
-    def histogram_unique(i: int) -> tuple[str, dict[str, Any]]:
-        # A distinct `until` (by a few ms) per request: a distinct cache key, a real query.
-        until = newest - timedelta(milliseconds=i + 1)
-        return "/v1/stats/histogram", {**day, "until": until.isoformat()}
+    def service_day(i: int) -> tuple[str, dict[str, Any]]:
+        return "/v1/logs", {"service": rng.choice(SERVICES), **day}
 
-    def histogram_same(i: int) -> tuple[str, dict[str, Any]]:
-        return "/v1/stats/histogram", day
+    def words(i: int) -> tuple[str, dict[str, Any]]:
+        return "/v1/logs", {"q": f"{rng.choice(WORDS)} provider", "match": "word", **day}
+
+    def substring(i: int) -> tuple[str, dict[str, Any]]:
+        return "/v1/logs", {"q": f"{rng.choice(WORDS)} provider timed", **day}
+
+    def unique(path: str, window: dict[str, str], **extra: str) -> Callable[[int], Any]:
+        def make(i: int) -> tuple[str, dict[str, Any]]:
+            # A distinct `until` (by a few ms) per request: a distinct cache key, a real query.
+            until = newest - timedelta(milliseconds=i + 1)
+            return path, {**window, "until": until.isoformat(), **extra}
+
+        return make
+
+    def same(path: str, window: dict[str, str], **extra: str) -> Callable[[int], Any]:
+        return lambda i: (path, {**window, **extra})
+
+    histogram_same = same("/v1/stats/histogram", day)
 
     redis = Redis.from_url(STACK.redis_url)
     results = []
@@ -196,8 +241,19 @@ async def measure(url: str, newest: datetime, days: float, prefix: str) -> list[
     async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": DEV_KEY}, timeout=60) as http:
         await burst(http, 2, filtered, Counter())  # warm connections and MongoDB's cache
         await run("filtered page (svc+level+1h)", 10, filtered)
-        await run("text search (q, 1h)", 10, text)
-        await run("24h histogram uncached", 3, histogram_unique, "every request aggregates")
+        await run("filtered page (svc, 24h)", 10, service_day)
+        await run("word search (24h)", 10, words)
+        await run("substring first page (24h)", 5, substring)
+        hist = "/v1/stats/histogram"
+        await run("24h histogram by level uncached", 10, unique(hist, day))
+        await run("24h histogram by svc uncached", 10, unique(hist, day, group_by="service"))
+        await run("7d histogram by level uncached", 5, unique(hist, week))
+        await run("7d histogram by svc uncached", 5, unique(hist, week, group_by="service"))
+        await run("24h histogram host= (scan)", 3, unique(hist, day, host="web-3"))
+        await run("24h errors uncached", 10, unique("/v1/stats/errors", day))
+        await run("24h services uncached", 10, unique("/v1/stats/services", day))
+        await run("24h top-messages uncached", 10, unique("/v1/stats/top-messages", day))
+        await run("1h top-messages uncached", 10, unique("/v1/stats/top-messages", {}))
         cold: list[float] = []
         cold_errors: Counter[str] = Counter()
         for _ in range(5):
@@ -207,7 +263,11 @@ async def measure(url: str, newest: datetime, days: float, prefix: str) -> list[
             cold += await burst(http, 1, histogram_same, cold_errors)
         results.append(Result("24h histogram cold", cold, cold_errors, "flushed; single-flight"))
         print(f"  {results[-1].row()}", flush=True)
-        await run("24h histogram cached", 10, histogram_same)
+        await run("24h histogram cached", 20, histogram_same)
+        await run("7d histogram cached", 20, same(hist, week, group_by="service"))
+        await run("24h errors cached", 20, same("/v1/stats/errors", day))
+        await run("24h services cached", 20, same("/v1/stats/services", day))
+        await run("24h top-messages cached", 20, same("/v1/stats/top-messages", day))
     await redis.aclose()
     return results
 
@@ -247,20 +307,26 @@ async def explain_all(database: str, newest: datetime) -> list[tuple[str, str, d
     sort = {"timestamp": -1, "_id": -1}
     out = []
     try:
+        day = {"since": [(newest - timedelta(hours=24)).isoformat()], "until": [newest.isoformat()]}
         for name, params in (
             ("filtered page", {**window, "service": ["svc-07"], "level": ["ERROR"]}),
+            ("service 24h", {**day, "service": ["svc-07"]}),
+            ("services+levels", {**day, "service": ["svc-01", "svc-02"], "level": [">=WARNING"]}),
+            ("level 24h", {**day, "level": ["ERROR"]}),
+            ("word search", {**day, "q": ["payment provider"], "match": ["word"]}),
             ("text search", {**window, "q": ["payment provider timed out"]}),
         ):
             flt = parse_filter(params, settings, newest)
             command = {"find": "logs", "filter": flt.to_mongo(), "sort": sort, "limit": 101}
             explain = await db.command("explain", command, verbosity="executionStats")
             out.append((name, *plan_summary(explain)))
-        day = {"since": [(newest - timedelta(hours=24)).isoformat()], "until": [newest.isoformat()]}
         flt = parse_filter(day, settings, newest)
-        pipeline = aggregations.histogram_pipeline(flt, 1800, "level")
-        command = {"aggregate": "logs", "pipeline": pipeline, "cursor": {}}
-        explain = await db.command("explain", command, verbosity="executionStats")
-        out.append(("24h histogram", *plan_summary(explain)))
+        rollup_find = {
+            "find": "logs_rollups",
+            "filter": {"t": {"$gte": flt.window.since, "$lt": flt.window.until}},
+        }
+        explain = await db.command("explain", rollup_find, verbosity="executionStats")
+        out.append(("24h rollups", *plan_summary(explain)))
     finally:
         await client.close()
     return out
@@ -268,7 +334,7 @@ async def explain_all(database: str, newest: datetime) -> list[tuple[str, str, d
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--days", type=float, default=7.0, help="the span the events cover")
     parser.add_argument("--keep", action="store_true", help="do not drop the database")
     args = parser.parse_args()
@@ -277,8 +343,12 @@ async def main() -> None:
     newest = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     print(f"query bench: {args.events:,} events over {args.days} days in {database}")
     service: ServiceProcess | None = None
+    cpu = 0.0
+    storage: dict[str, float] = {}
     try:
+        started = time.perf_counter()
         await load(database, args.events, newest, args.days)
+        print(f"  load took {time.perf_counter() - started:,.0f} s")
         env = {
             "LOGRIVER_MONGO_DATABASE": database,
             "LOGRIVER_OTEL_ENABLED": "false",
@@ -293,6 +363,13 @@ async def main() -> None:
             print(f"  {'':<14} {stats}")
         if any("COLLSCAN" in plan for _, plan, _ in plans):
             raise SystemExit("a query plan is a COLLSCAN")
+        if any(plan.startswith("SORT") or " SORT" in plan for _, plan, _ in plans):
+            raise SystemExit("a list plan has a blocking SORT")
+        cpu = rollup_cpu_us(args.events, newest, args.days)
+        storage = await storage_per_event(database, args.events)
+        print(f"write path: {cpu:.1f} us CPU per event (tokens, template, rollup upserts)")
+        for name, value in storage.items():
+            print(f"  {name}: {value}")
         service = ServiceProcess("query", env, tag="bench").start().wait_ready()
         print(f"\n{CLIENTS} concurrent clients; ~{args.events / args.days:,.0f} events per day")
         print(f"  {'query':<30} {'n':>5} {'p50 ms':>9} {'p99 ms':>9}  note")
@@ -313,6 +390,8 @@ async def main() -> None:
         figures[f"{result.name} p50 ms"] = round(p50, 1)
         figures[f"{result.name} p99 ms"] = round(p99, 1)
     figures["plans"] = "; ".join(f"{name}: {plan}" for name, plan, _ in plans)
+    figures["write path CPU us per event"] = round(cpu, 1)
+    figures.update(storage)
     publish_figures(
         "query", figures, notes=f"{args.events:,} events over {args.days} days, {CLIENTS} clients"
     )
