@@ -6,6 +6,7 @@ import pytest
 
 from logriver_stream.budget import RegexBudget
 from logriver_stream.cursor import CursorCodec
+from logriver_stream.filters import Filter
 from logriver_stream.hub import Admission, Hub, TooManyRegexFilters, TooManySubscribers
 from logriver_stream.records import StreamRecord
 from logriver_stream.settings import OverflowPolicy
@@ -280,3 +281,40 @@ def test_a_forged_key_never_delivers_another_services_event() -> None:
     hub.publish(items(record(0, 0, service="web")))
     assert api.take() is None
     assert hub.position == {0: 1}
+
+
+def test_service_only_filters_skip_the_field_check_and_others_keep_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub = hub_at({0: 0})
+    plain, everyone = subscriber(service=["api"]), subscriber()
+    errors_only = subscriber(service=["api"], level="ERROR")
+    searching = subscriber(q="boom")
+    for s in (plain, everyone, errors_only, searching):
+        hub.register(s)
+    assert plain.filter.service_only
+    assert everyone.filter.service_only
+    assert not errors_only.filter.service_only
+    assert not searching.filter.service_only
+    calls: list[int] = []
+    real = Filter.matches_fields
+
+    def counted(self: Filter, record: StreamRecord) -> bool:
+        calls.append(1)
+        return real(self, record)
+
+    monkeypatch.setattr(Filter, "matches_fields", counted)
+    info, error = record(0, 0, level="INFO"), record(0, 1, level="ERROR", message="boom")
+    other = record(0, 2, service="web", level="ERROR")
+    hub.publish(items(info, error, other))
+    assert len(calls) == 2 + 3  # errors_only on the two api records, searching on all three
+
+    def offsets(sub: Subscriber) -> list[int]:
+        batch = sub.take()
+        assert batch is not None
+        return [r.offset for r in batch.records]
+
+    assert offsets(plain) == [0, 1]
+    assert offsets(everyone) == [0, 1, 2]
+    assert offsets(errors_only) == [1]
+    assert offsets(searching) == [1]

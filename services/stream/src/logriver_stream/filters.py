@@ -237,6 +237,7 @@ class Filter:
         "_min_severity",
         "_q",
         "regex",
+        "service_only",
         "services",
         "spec",
         "trace_id",
@@ -252,6 +253,11 @@ class Filter:
         self.trace_id = spec.trace_id.lower() if spec.trace_id else None
         self._meta = [(tuple(k.split(".")), v) for k, v in spec.meta.items()]
         self.regex = regex
+        # Nothing but (at most) services besides the regex: the hub's per-service
+        # index has already decided matches_fields, so it skips the call.
+        self.service_only = (
+            self._min_severity == 0 and self._q is None and self.trace_id is None and not self._meta
+        )
 
     def matches_fields(self, record: StreamRecord) -> bool:
         """Every condition except the regex (all cheap and bounded)."""

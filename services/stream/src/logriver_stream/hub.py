@@ -214,7 +214,9 @@ class Hub:
                     continue
                 for subscriber in group:
                     filter_ = subscriber.filter
-                    if not filter_.matches_fields(record):
+                    # A subscriber is in `specific` only if it follows record.service, and
+                    # in `_wildcard` only if it follows every service (see _index).
+                    if not filter_.service_only and not filter_.matches_fields(record):
                         continue
                     if filter_.regex is not None:
                         matched = run(subscriber.key_id, filter_.matches_regex, record)
