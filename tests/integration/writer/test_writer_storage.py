@@ -113,11 +113,15 @@ class FlakyCollection:
     def with_options(self, **options: Any) -> FlakyCollection:
         return FlakyCollection(self.real.with_options(**options), self.outage)
 
-    async def insert_many(self, documents: list[dict[str, Any]], *, ordered: bool) -> Any:
+    async def insert_many(self, documents: list[dict[str, Any]], **options: Any) -> Any:
         self.outage.attempts += 1
         if self.outage.down:
             raise AutoReconnect("connection refused (simulated outage)")
-        return await self.real.insert_many(documents, ordered=ordered)
+        return await self.real.insert_many(documents, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        # name, database, find: the writer's transaction needs the real ones.
+        return getattr(self.real, name)
 
 
 async def test_while_mongodb_is_down_the_consumer_pauses_then_resumes(

@@ -264,15 +264,18 @@ class TransactionalInsert:
             raise TransientWriteError(f"{len(self.pending)} documents not stored yet")
 
     async def _transaction(self, chunk: list[int]) -> None:
+        # Not `with_transaction`: it retries transient errors at once, in a loop, for up to
+        # 120 s; here every failure goes back to the consumer's bounded backoff instead.
         with pymongo.timeout(self.timeout_s):
             async with self.collection.database.client.start_session() as session:
-
-                async def write(session: AsyncClientSession) -> tuple[int, int]:
-                    return await self._write(session, chunk)
-
-                inserted, duplicates = await session.with_transaction(
-                    write, write_concern=_MAJORITY
-                )
+                await session.start_transaction(write_concern=_MAJORITY)
+                try:
+                    inserted, duplicates = await self._write(session, chunk)
+                    await session.commit_transaction()
+                except BaseException:
+                    if session.in_transaction:
+                        await session.abort_transaction()
+                    raise
         self.inserted += inserted
         self.duplicates += duplicates
 
