@@ -62,11 +62,11 @@ def test_one_upsert_per_bucket_with_minute_counts() -> None:
     by_id = {_spec(op, "_filter")["_id"]: _spec(op) for op in counts}
     hour = int(base.timestamp() * 1000)
     api = by_id[f"{hour}|api|ERROR"]
-    assert api["$inc"] == {"n": 3, "m.0": 1, "m.1": 2}
+    assert api["$inc"] == {"n": 3, "m.0": 1, "m.1": 2, "q.0": 3}
     assert api["$max"] == {"last": base + timedelta(seconds=75)}
     assert api["$setOnInsert"]["expire_at"] == base + timedelta(days=1)
-    assert by_id[f"{hour + 3_600_000}|api|ERROR"]["$inc"] == {"n": 1, "m.0": 1}
-    assert by_id[f"{hour}|web|INFO"]["$inc"] == {"n": 1, "m.0": 1}
+    assert by_id[f"{hour + 3_600_000}|api|ERROR"]["$inc"] == {"n": 1, "m.0": 1, "q.0": 1}
+    assert by_id[f"{hour}|web|INFO"]["$inc"] == {"n": 1, "m.0": 1, "q.0": 1}
     assert len(counts) == 3
     timeouts = [
         _spec(op) for op in tpl if _spec(op)["$setOnInsert"]["template"] == "timeout after <n> ms"

@@ -59,7 +59,7 @@ ROLLUP_INDEXES: list[IndexModel] = [
 TEMPLATE_ROLLUP_INDEXES: list[IndexModel] = [
     IndexModel([("level", ASCENDING), ("t", ASCENDING)], name="level_t"),
     # A template's text for counts that came from scanning events (which store only `th`).
-    IndexModel([("th", ASCENDING)], name="th"),
+    IndexModel([("th", ASCENDING), ("t", ASCENDING)], name="th_t"),
     IndexModel([("expire_at", ASCENDING)], name="expire_at_ttl", expireAfterSeconds=0),
 ]
 # Replaced by the `_id`-suffixed versions above (the suffix removes the blocking SORT).

@@ -376,8 +376,14 @@ async def top_messages(
     ranked = sorted(groups.items(), key=lambda item: (-item[1]["count"], str(item[0])))[:limit]
     missing = [key for key, group in ranked if group["template"] is None]
     if missing:
+        # The edge hours' own template documents (index th_t): a handful, not every hour's.
         found = rollups_of(collection, template=True).find(
-            {"th": {"$in": missing}}, {"_id": 0, "th": 1, "template": 1}, max_time_ms=max_time_ms
+            {
+                "th": {"$in": missing},
+                "t": {"$gte": from_ms(since - since % HOUR_MS), "$lt": flt.window.until},
+            },
+            {"_id": 0, "th": 1, "template": 1},
+            max_time_ms=max_time_ms,
         )
         names = {doc["th"]: doc["template"] async for doc in found}
         for key, group in ranked:
