@@ -182,7 +182,10 @@ async def histogram(
     complete_since: datetime | None = flt.window.since
     if answerable(flt) and bucket_s % 60 == 0:
         source = "rollups"
-        rows = await rollup_rows(collection, flt, bucket_s=bucket_s, max_time_ms=max_time_ms)
+        keep = () if group_by == "none" else (group_by,)
+        rows = await rollup_rows(
+            collection, flt, bucket_s=bucket_s, max_time_ms=max_time_ms, keep=keep
+        )
         for (start, service, level), n in rows.items():
             group = level if group_by == "level" else service if group_by == "service" else "all"
             bucket = counts.setdefault(start, {})
