@@ -235,6 +235,20 @@ class Trace(BaseModel):
     truncated: bool = Field(description="More events exist than `LOGRIVER_QUERY_MAX_TRACE_EVENTS`.")
 
 
+class TraceView(BaseModel):
+    """The console's trace page: spans from Jaeger and the trace's logs on one time axis."""
+
+    trace_id: str
+    jaeger_url: str | None = Field(description="The Jaeger UI's page, when one is configured.")
+    spans: list[dict[str, Any]] = Field(description="Spans by start time (microseconds).")
+    events: list[Event]
+    timeline: list[dict[str, Any]] = Field(
+        description="Spans and logs merged in time order: `{type: span|log, ...}`."
+    )
+    spans_truncated: bool
+    events_truncated: bool
+
+
 class Window(BaseModel):
     since: str
     until: str

@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from logriver_common.documents import document_to_event
 from logriver_common.web.errors import ApiError
 from logriver_query import search
-from logriver_query.contract import READ_ERRORS, ConsistentParam, error_responses
+from logriver_query.contract import READ_ERRORS, ConsistentParam, TraceView, error_responses
 from logriver_query.filters import TRACE_ID
 from logriver_query.metrics import timed_query
 from logriver_query.reads import database_errors
@@ -208,6 +208,7 @@ def timeline(spans: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[
 @router.get(
     "/traces/{trace_id}/view",
     summary="A trace's spans (from Jaeger) and logs, merged in time order",
+    response_model=TraceView,
     responses=error_responses(*READ_ERRORS),
 )
 async def trace_view(
