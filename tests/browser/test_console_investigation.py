@@ -284,7 +284,7 @@ async def test_overview_rates_ratios_trends_and_templates(
     context, page = await new_page(browser)
     await page.goto(f"{query.url}/overview.html?since=1h")
     rows = page.locator("#services tr.service")
-    await expect(rows).to_have_count(2)
+    await expect(rows).to_have_count(2, timeout=20_000)  # a loaded CI box answers slowly
     for service in ("api", "worker"):
         mine = [e for e in events if e.service == service]
         errors = [e for e in mine if e.level in (Level.ERROR, Level.CRITICAL)]
