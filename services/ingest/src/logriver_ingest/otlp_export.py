@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,14 +23,12 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 
-from logriver_common.event import EventLimits, utcnow
-from logriver_common.telemetry import inject_kafka_headers
+from logriver_common.event import EventLimits
 from logriver_common.web.errors import ApiError
 from logriver_ingest import metrics
+from logriver_ingest.admission import admit_and_publish, take_rate
 from logriver_ingest.otlp_mapping import count_records, map_request
-from logriver_ingest.publisher import Unavailable
 from logriver_ingest.trace_context import fill_trace_context, parse_traceparent
-from logriver_ingest.validation import validate_items
 
 if TYPE_CHECKING:
     from logriver_ingest.routes import Gateway
@@ -172,46 +169,12 @@ async def export(
             "(LOGRIVER_INGEST_MAX_BATCH_EVENTS): lower the exporter's batch size",
         )
 
-    if gateway.rate_limiter is not None:
-        decision = await gateway.rate_limiter.take(key_id, count)
-        if not decision.allowed:
-            metrics.RATE_LIMITED.inc()
-            metrics.EVENTS_REJECTED.labels("rate_limited").inc(count)
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"this API key is over its rate limit; {count} log records need "
-                f"{decision.retry_after_s:.2f}s more of refill",
-                headers={"Retry-After": str(max(1, math.ceil(decision.retry_after_s)))},
-            )
+    await take_rate(gateway, key_id, count, noun="log records")
 
     limits = gateway.validation_context.get("limits")
     mapped = map_request(request, limits if isinstance(limits, EventLimits) else EventLimits())
     fill_trace_context(mapped.items, parse_traceparent(traceparent))
-    batch = validate_items(
-        mapped.items,
-        context=gateway.validation_context,
-        received_at=utcnow(),
-        redactor=gateway.redactor,
-        retention=gateway.retention,
-    )
-    if batch.errors:
-        metrics.EVENTS_REJECTED.labels("validation_failed").inc(len(batch.errors))
-    for rule, redacted in batch.redactions.items():
-        metrics.REDACTIONS.labels(rule).inc(redacted)
-    if batch.records:
-        try:
-            await gateway.publisher.publish(batch.records, inject_kafka_headers())
-        except Unavailable as exc:
-            metrics.UNAVAILABLE.labels(exc.cause).inc()
-            metrics.EVENTS_REJECTED.labels("unavailable").inc(len(batch.records))
-            raise ApiError(
-                503,
-                "unavailable",
-                exc.detail,
-                headers={"Retry-After": str(gateway.unavailable_retry_after_s)},
-            ) from None
-        metrics.EVENTS_ACCEPTED.inc(len(batch.records))
+    batch = await admit_and_publish(gateway, mapped.items)
     return ExportResult(
         len(batch.records), len(batch.errors), _error_message(batch.errors, mapped.warnings)
     )

@@ -6,7 +6,6 @@ the answer is sent only after Kafka acked every accepted event.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -15,17 +14,15 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from logriver_common.auth import ApiKey, Scope, require_scope
-from logriver_common.event import utcnow
 from logriver_common.retention import RetentionPolicy
-from logriver_common.telemetry import inject_kafka_headers
 from logriver_common.web.errors import ApiError
 from logriver_ingest import metrics, otlp_http
+from logriver_ingest.admission import admit_and_publish, take_rate
 from logriver_ingest.parsing import BodyLimits, check_headers, read_body, split_items
-from logriver_ingest.publisher import Publisher, Unavailable
+from logriver_ingest.publisher import Publisher
 from logriver_ingest.rate_limit import RateLimiter
 from logriver_ingest.redaction import Redactor
 from logriver_ingest.trace_context import fill_trace_context, parse_traceparent
-from logriver_ingest.validation import validate_items
 
 router = APIRouter(tags=["ingest"])
 
@@ -172,45 +169,10 @@ async def _handle(request: Request, gateway: Gateway, key: ApiKey) -> Response:
         return await otlp_http.export_json(items[0], request, gateway, key)
     fill_trace_context(items, parse_traceparent(request.headers.get("traceparent")))
 
-    if gateway.rate_limiter is not None:
-        decision = await gateway.rate_limiter.take(key.id, len(items))
-        if not decision.allowed:
-            metrics.RATE_LIMITED.inc()
-            metrics.EVENTS_REJECTED.labels("rate_limited").inc(len(items))
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"this API key is over its rate limit; {len(items)} events need "
-                f"{decision.retry_after_s:.2f}s more of refill",
-                headers={"Retry-After": str(max(1, math.ceil(decision.retry_after_s)))},
-            )
-
-    batch = validate_items(
-        items,
-        context=gateway.validation_context,
-        received_at=utcnow(),
-        redactor=gateway.redactor,
-        retention=gateway.retention,
-    )
-    if batch.errors:
-        metrics.EVENTS_REJECTED.labels("validation_failed").inc(len(batch.errors))
-    for rule, count in batch.redactions.items():
-        metrics.REDACTIONS.labels(rule).inc(count)
+    await take_rate(gateway, key.id, len(items))
+    batch = await admit_and_publish(gateway, items)
     if not batch.records:
         raise ApiError(422, "validation_failed", batch.errors)
-
-    try:
-        await gateway.publisher.publish(batch.records, inject_kafka_headers())
-    except Unavailable as exc:
-        metrics.UNAVAILABLE.labels(exc.cause).inc()
-        metrics.EVENTS_REJECTED.labels("unavailable").inc(len(batch.records))
-        raise ApiError(
-            503,
-            "unavailable",
-            exc.detail,
-            headers={"Retry-After": str(gateway.unavailable_retry_after_s)},
-        ) from None
-    metrics.EVENTS_ACCEPTED.inc(len(batch.records))
 
     if batch.errors:
         return _json(
