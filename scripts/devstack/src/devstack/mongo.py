@@ -99,6 +99,11 @@ def start() -> None:
                 CACHE_GB,
                 "--setParameter",
                 "shutdownTimeoutMillisForSignaledShutdown=500",
+                # The writer's transactions (one batch and its rollups) last milliseconds. A
+                # writer killed mid-transaction leaves it holding its documents' locks until
+                # this limit (default 60 s) aborts it; 15 s bounds that stall after a crash.
+                "--setParameter",
+                "transactionLifetimeLimitSeconds=15",
                 "--oplogSize",
                 "512",
             ],
