@@ -13,7 +13,7 @@ then measures over HTTP:
   request its own key), cold and cached; errors, services and top messages
   uncached and cached.
 
-The load stores each event with its tokens and template hash and fills the
+The load stores each event with its template hash and fills the
 rollups with the writer's own function (``logriver_writer.rollups.load``), and
 reports the write-path cost: CPU per event for that work, and documents and
 bytes (data, indexes) per event. Prints the ``explain`` plan of each list query
@@ -112,13 +112,13 @@ def batches(total: int, newest: datetime, days: float, seed: int = 7) -> Iterato
 
 
 def rollup_cpu_us(total: int, newest: datetime, days: float) -> float:
-    """CPU per event of what the writer adds: tokens, template hash, batch rollup upserts."""
+    """CPU per event of what the writer adds: template hash, batch rollup and dictionary upserts."""
     docs = next(batches(min(total, BATCH), newest, days, seed=11))
     started = time.process_time()
     for start in range(0, len(docs), 5_000):
         chunk = docs[start : start + 5_000]
-        templates = [rollups.enrich(d) for d in chunk]
-        rollups.rollup_updates(chunk, templates, retention=timedelta(days=400))
+        masked = [rollups.enrich(d) for d in chunk]
+        rollups.rollup_updates(chunk, masked, retention=timedelta(days=400))
     return (time.process_time() - started) / len(docs) * 1e6
 
 
@@ -367,7 +367,7 @@ async def main() -> None:
             raise SystemExit("a list plan has a blocking SORT")
         cpu = rollup_cpu_us(args.events, newest, args.days)
         storage = await storage_per_event(database, args.events)
-        print(f"write path: {cpu:.1f} us CPU per event (tokens, template, rollup upserts)")
+        print(f"write path: {cpu:.1f} us CPU per event (template, rollup and dictionary upserts)")
         for name, value in storage.items():
             print(f"  {name}: {value}")
         service = ServiceProcess("query", env, tag="bench").start().wait_ready()

@@ -14,6 +14,7 @@ from pymongo import WriteConcern
 
 from logriver_common.documents import event_to_document, levels_at_or_above
 from logriver_common.event import LogEvent
+from logriver_common.indexes import words_of
 from tests.integration.query.conftest import DataSet, QueryApp
 
 pytestmark = [pytest.mark.integration]
@@ -193,25 +194,55 @@ async def _all_pages(app: QueryApp, params: dict[str, str]) -> tuple[list[str], 
             return ids, pages
 
 
-async def test_whole_word_search_uses_the_token_index(query: QueryApp, dataset: DataSet) -> None:
+def _has_words(message: str, *words: str) -> bool:
+    return set(words) <= set(words_of(message))
+
+
+async def test_whole_word_search_reads_the_dictionarys_templates(
+    query: QueryApp, dataset: DataSet
+) -> None:
     params = {**dataset.params, "q": "Reset connection", "match": "word", "limit": "1000"}
     ids, _ = await _all_pages(query, params)
-    want = {
-        d["_id"]
-        for d in dataset.docs
-        if {"connection", "reset"} <= set(d["message"].lower().split())
-    }
+    want = {d["_id"] for d in dataset.docs if _has_words(d["message"], "connection", "reset")}
     assert want
     assert set(ids) == want
     assert len(ids) == len(want)
+    db = query.mongo[dataset.database]
+    templates = await db["logs_templates"].distinct("_id", {"words": {"$all": ["reset"]}})
+    assert len(templates) == 1
     plan = (
-        await query.mongo[dataset.database]["logs"]
-        .find({"tokens": {"$all": ["connection", "reset"]}}, sort=[("timestamp", -1), ("_id", -1)])
+        await db["logs"]
+        .find(
+            {"th": {"$in": templates}, "timestamp": {"$gte": dataset.oldest}},
+            sort=[("timestamp", -1), ("_id", -1)],
+        )
         .explain()
     )
     text = str(plan["queryPlanner"]["winningPlan"])
-    assert "tokens_timestamp_id" in text
+    assert "th_timestamp_id" in text
     assert "'stage': 'SORT'" not in text
+
+
+@pytest.mark.parametrize(
+    ("q", "words"),
+    [
+        # A masked word (with a digit) is not in the dictionary: the time-sliced scan.
+        ("attempt 3", ("attempt", "3")),
+        # A template's placeholder (`<n>` holds the word "n") never matches a message
+        # without the word.
+        ("n", ("n",)),
+        ("percent", ("percent",)),
+        ("user", ("user",)),
+    ],
+)
+async def test_whole_word_search_is_exact_for_masked_words_and_placeholders(
+    query: QueryApp, dataset: DataSet, q: str, words: tuple[str, ...]
+) -> None:
+    params = {**dataset.params, "q": q, "match": "word", "limit": "1000"}
+    ids, _ = await _all_pages(query, params)
+    want = {d["_id"] for d in dataset.docs if _has_words(d["message"], *words)}
+    assert set(ids) == want
+    assert len(ids) == len(want)
 
 
 async def test_substring_search_pages_by_time_slice_within_its_budget(dataset: DataSet) -> None:

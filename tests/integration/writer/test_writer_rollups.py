@@ -105,7 +105,10 @@ async def test_kill_9_mid_batch_keeps_rollups_equal_to_the_stored_events(
         assert rollups == await _event_counts(client, mongo_database)
         assert sum(rollups.values()) == EVENTS
         assert await _template_total(client, mongo_database) == EVENTS
-        tokens = client[mongo_database]["logs"]
-        assert await tokens.count_documents({"tokens": {"$exists": False}}) == 0
+        db = client[mongo_database]
+        assert await db["logs"].count_documents({"th": {"$exists": False}}) == 0
+        # Every stored template has its dictionary entry.
+        hashes = set(await db["logs"].distinct("th"))
+        assert hashes == set(await db["logs_templates"].distinct("_id"))
     finally:
         await client.close()

@@ -1,14 +1,18 @@
-"""Rollup increments, message templates and word tokens: the writer's pure per-batch work."""
+"""Rollup increments, message templates and the template dictionary: the writer's pure
+per-batch work."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from pymongo import UpdateOne
 
-from logriver_common.indexes import tokens_of
-from logriver_writer.rollups import enrich, rollup_updates, template_of
+from logriver_common.indexes import CAPPED, MAX_WORDS, dictionary_words, in_dictionary, words_of
+from logriver_writer.rollups import enrich, masked_text, rollup_updates, template_of
 
 
 def test_templates_mask_numbers_ids_hex_and_uuids() -> None:
@@ -18,20 +22,44 @@ def test_templates_mask_numbers_ids_hex_and_uuids() -> None:
         "user <uuid> not found"
     )
     assert template_of("bad pointer 0xdeadbeef at deadbeef12") == "bad pointer <hex> at <hex>"
-    assert template_of("request req-8f3k2 failed for user_1234") == ("request <id> failed for <id>")
+    assert template_of("request req-8f3k2 failed for user_1234") == (
+        "request req-<id> failed for <id>"
+    )
     assert template_of("x" * 10_000) == "x" * 200  # bounded
 
 
-def test_tokens_are_distinct_lowercase_words_and_bounded() -> None:
-    assert tokens_of("Timeout after 31 ms; TIMEOUT again") == [
+def test_words_are_distinct_lowercase_and_the_dictionary_holds_only_digit_free_ones() -> None:
+    assert words_of("Timeout after 31 ms; TIMEOUT again") == [
         "timeout",
         "after",
         "31",
         "ms",
         "again",
     ]
-    assert len(tokens_of(" ".join(f"w{i}" for i in range(1000)))) == 64
-    assert tokens_of("a" * 100) == []  # longer than a word can be in the index
+    assert dictionary_words("Timeout after <n> ms; v<n> TIMEOUT") == [
+        "timeout",
+        "after",
+        "n",
+        "ms",
+        "v",
+    ]
+    assert not in_dictionary("v1")
+    assert not in_dictionary("a" * 41)
+    assert in_dictionary("a" * 40)
+    many = dictionary_words(" ".join(f"w{'x' * (i % 30)}y{chr(97 + i % 26)}" for i in range(500)))
+    assert len(many) == MAX_WORDS + 1
+    assert many[-1] == CAPPED
+
+
+@given(st.text(max_size=300))
+def test_every_digit_free_word_of_a_message_is_in_its_masked_text(message: str) -> None:
+    """The guarantee whole-word search rests on (UUIDs aside: their parts are not words)."""
+    assume(not re.search(r"[0-9a-fA-F]{8}-", message))
+    masked = set(words_of(masked_text(message)))
+    source = message[:800]
+    for word in words_of(source):
+        if in_dictionary(word):
+            assert word in masked, (word, masked_text(message))
 
 
 def _doc(ts: datetime, service: str, level: str, message: str) -> dict[str, Any]:
@@ -57,8 +85,9 @@ def test_one_upsert_per_bucket_with_minute_counts() -> None:
         _doc(base + timedelta(hours=1), "api", "ERROR", "disk full"),
         _doc(base, "web", "INFO", "ok"),
     ]
-    templates = [enrich(d) for d in docs]
-    counts, tpl = rollup_updates(docs, templates, retention=timedelta(days=1))
+    masked = [enrich(d) for d in docs]
+    ops = rollup_updates(docs, masked, retention=timedelta(days=1))
+    counts, tpl = ops.counts, ops.templates
     by_id = {_spec(op, "_filter")["_id"]: _spec(op) for op in counts}
     hour = int(base.timestamp() * 1000)
     api = by_id[f"{hour}|api|ERROR"]
@@ -75,4 +104,11 @@ def test_one_upsert_per_bucket_with_minute_counts() -> None:
     assert timeouts[0]["$inc"] == {"n": 2}
     assert len(tpl) == 4
     assert docs[0]["th"] == docs[1]["th"] != docs[2]["th"]
-    assert "timeout" in docs[0]["tokens"]
+    # One dictionary entry per template, with its words and when it was first and last seen.
+    entries = {_spec(op, "_filter")["_id"]: _spec(op) for op in ops.dictionary}
+    assert len(entries) == 3
+    timeout = entries[docs[0]["th"]]
+    assert timeout["$setOnInsert"]["words"] == ["timeout", "after", "n", "ms"]
+    assert timeout["$min"] == {"first": base + timedelta(seconds=5)}
+    assert timeout["$max"]["last"] == base + timedelta(seconds=70)
+    assert entries[docs[2]["th"]]["$max"]["last"] == base + timedelta(hours=1)

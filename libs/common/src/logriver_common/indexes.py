@@ -12,7 +12,7 @@ read in index order and stops after ``limit + 1`` keys (no blocking SORT; with
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
@@ -38,10 +38,11 @@ LOG_INDEXES: list[IndexModel] = [
         [("level", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)],
         name="level_timestamp_id",
     ),
-    # Whole-word text search: one key per distinct word (multikey), then the sort.
+    # Whole-word search: the events of the templates that hold the words (see
+    # TEMPLATE_DICTIONARY_INDEXES), one key per event instead of one per word.
     IndexModel(
-        [("tokens", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)],
-        name="tokens_timestamp_id",
+        [("th", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)],
+        name="th_timestamp_id",
     ),
     # Trace lookup: all logs of one trace; most events have none, so sparse.
     IndexModel([("trace_id", ASCENDING)], name="trace_id", sparse=True),
@@ -62,30 +63,60 @@ TEMPLATE_ROLLUP_INDEXES: list[IndexModel] = [
     IndexModel([("th", ASCENDING), ("t", ASCENDING)], name="th_t"),
     IndexModel([("expire_at", ASCENDING)], name="expire_at_ttl", expireAfterSeconds=0),
 ]
-# Replaced by the `_id`-suffixed versions above (the suffix removes the blocking SORT).
-_DROPPED = ("service_level_timestamp",)
+# The template dictionary: one document per template (``_id`` = its hash ``th``) with the
+# words of its text, so a whole-word query finds the templates first, then their events.
+TEMPLATE_DICTIONARY_INDEXES: list[IndexModel] = [
+    IndexModel([("words", ASCENDING), ("last", ASCENDING)], name="words_last"),
+    IndexModel([("expire_at", ASCENDING)], name="expire_at_ttl", expireAfterSeconds=0),
+]
+# Replaced: `service_level_timestamp` by the `_id`-suffixed version (no blocking SORT);
+# `tokens_timestamp_id` (one key per word of every event, the most expensive index by far)
+# by `th_timestamp_id` and the template dictionary.
+_DROPPED = ("service_level_timestamp", "tokens_timestamp_id")
 
 
-MAX_TOKENS = 64
-MAX_TOKEN_CHARS = 40
-_TOKEN = re.compile(r"[0-9a-z_]+")
+# A template's dictionary entry lists at most this many words of at most this many
+# characters; a template with more gets CAPPED too, so word queries always consider it.
+MAX_WORDS = 64
+MAX_WORD_CHARS = 40
+CAPPED = "*"  # not a word ([0-9a-z_]), so no query can ask for it
+_WORD = re.compile(r"[0-9a-z_]+")
+_DIGIT = re.compile(r"[0-9]")
 
 
-def tokens_of(message: str) -> list[str]:
-    """The distinct lower-case words (``[0-9a-z_]+``) of a message, as the ``tokens`` index
-    holds them: the writer stores them, a whole-word query looks them up."""
-    seen: dict[str, None] = {}
-    for token in _TOKEN.findall(message[:8192].lower()):
-        if len(token) <= MAX_TOKEN_CHARS:
-            seen[token] = None
-            if len(seen) >= MAX_TOKENS:
-                break
-    return list(seen)
+def words_of(text: str) -> list[str]:
+    """The distinct lower-case words (``[0-9a-z_]+``) of ``text``, in order."""
+    return list(dict.fromkeys(_WORD.findall(text.lower())))
 
 
-def rollup_collection_names(collection: str) -> tuple[str, str]:
-    """The collections holding ``collection``'s counts and its template counts."""
-    return f"{collection}_rollups", f"{collection}_template_rollups"
+def in_dictionary(word: str) -> bool:
+    """Whether a word can be in the template dictionary.
+
+    Words with a digit are the parts templates mask (numbers, ids, hex, UUIDs), so the
+    dictionary never holds them; a query for one scans the events instead.
+    """
+    return len(word) <= MAX_WORD_CHARS and _DIGIT.search(word) is None
+
+
+def dictionary_words(masked_text: str) -> list[str]:
+    """A template's dictionary entry: the words of its (masked) text that can be looked up."""
+    words = [w for w in words_of(masked_text) if in_dictionary(w)]
+    if len(words) > MAX_WORDS:
+        return [*words[:MAX_WORDS], CAPPED]
+    return words
+
+
+class RollupCollections(NamedTuple):
+    counts: str
+    templates: str
+    dictionary: str
+
+
+def rollup_collection_names(collection: str) -> RollupCollections:
+    """The collections holding ``collection``'s counts, template counts and templates' words."""
+    return RollupCollections(
+        f"{collection}_rollups", f"{collection}_template_rollups", f"{collection}_templates"
+    )
 
 
 async def ensure_log_indexes(collection: AsyncCollection[dict[str, Any]]) -> list[str]:
@@ -94,7 +125,8 @@ async def ensure_log_indexes(collection: AsyncCollection[dict[str, Any]]) -> lis
     for name in _DROPPED:
         if name in existing:
             await collection.drop_index(name)
-    counts, templates = rollup_collection_names(collection.name)
-    await collection.database[counts].create_indexes(ROLLUP_INDEXES)
-    await collection.database[templates].create_indexes(TEMPLATE_ROLLUP_INDEXES)
+    names_of = rollup_collection_names(collection.name)
+    await collection.database[names_of.counts].create_indexes(ROLLUP_INDEXES)
+    await collection.database[names_of.templates].create_indexes(TEMPLATE_ROLLUP_INDEXES)
+    await collection.database[names_of.dictionary].create_indexes(TEMPLATE_DICTIONARY_INDEXES)
     return names

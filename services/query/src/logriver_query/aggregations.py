@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from logriver_common.documents import LEVELS
+from logriver_query import word_search
 from logriver_query.cursor import from_ms, to_ms
 from logriver_query.filters import RELATIVE, LogFilter, TimeRange, bad_request, too_broad
 from logriver_query.reads import Collection
@@ -174,6 +175,7 @@ async def histogram(
     scan_budget_ms: int = 2_000,
 ) -> dict[str, Any]:
     size_ms = bucket_s * 1000
+    flt = await word_search.resolve(collection, flt, flt.window, max_time_ms=max_time_ms)
     # Buckets aligned to the epoch, every one present (zeros included) so charts are continuous.
     first = to_ms(flt.window.since) // size_ms * size_ms
     starts = list(range(first, to_ms(flt.window.until), size_ms))

@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
+from bson.regex import Regex
 
 from logriver_common.documents import LEVELS, levels_at_or_above
 from logriver_common.event import SERVICE_NAME, Level
-from logriver_common.indexes import MAX_TOKEN_CHARS, tokens_of
+from logriver_common.indexes import words_of
 from logriver_common.web.errors import ApiError
 from logriver_query.settings import QuerySettings
 
@@ -81,8 +82,11 @@ class LogFilter:
     # they identify the query for cursors and cache keys; `window` is them resolved.
     since_raw: str | None = None
     until_raw: str | None = None
-    # `match=word`: q's words are looked up in the token index instead of a substring scan.
+    # `match=word`: q's whole words (each must occur in the message as a word).
     words: tuple[str, ...] = ()
+    # The templates (hashes) whose words include them, from the template dictionary
+    # (word_search.resolve); None while not looked up, or when a scan answers instead.
+    templates: tuple[int, ...] | None = None
 
     def identity(self) -> dict[str, Any]:
         """The normalised filter set, independent of parameter order and spelling."""
@@ -119,7 +123,9 @@ class LogFilter:
             if value is not None:
                 query[name] = value
         if self.words:
-            query["tokens"] = {"$all": list(self.words)}
+            query["message"] = {"$all": [word_pattern(word) for word in self.words]}
+            if self.templates is not None:
+                query["th"] = {"$in": list(self.templates)}
         elif self.q is not None:
             # A literal, case-insensitive substring: re.escape leaves no metacharacter,
             # so there is nothing to backtrack on (see docs/query.md for the measurement).
@@ -127,6 +133,12 @@ class LogFilter:
         for key, values in self.meta:
             query[f"metadata.{key}"] = {"$in": [typed for v in values for typed in _typed(v)]}
         return query
+
+
+def word_pattern(word: str) -> Regex[str]:
+    """``word`` as a whole word, case-insensitive. Words are ``[0-9a-z_]+`` (parse_words), so
+    there is nothing to escape and nothing to backtrack on."""
+    return Regex(f"(?<![0-9a-z_]){word}(?![0-9a-z_])", "i")
 
 
 def _typed(value: str) -> list[Any]:
@@ -300,16 +312,12 @@ def parse_filter(
 
 
 def parse_words(q: str, match: str | None) -> tuple[str, ...]:
-    """The token-index words of ``q`` for ``match=word``; () for a substring search."""
+    """The words of ``q`` for ``match=word``; () for a substring search."""
     if match in (None, "substring"):
         return ()
     if match != "word":
         raise bad_request("`match` is `substring` or `word`")
-    words = tokens_of(q)
+    words = words_of(q)
     if not words:
         raise bad_request("`q` has no word to look up (words are [0-9A-Za-z_])")
-    if any(len(part) > MAX_TOKEN_CHARS for part in re.findall(r"[0-9a-z_]+", q.lower())):
-        raise bad_request(
-            f"words longer than {MAX_TOKEN_CHARS} characters are not indexed; use match=substring"
-        )
     return tuple(sorted(words))

@@ -41,9 +41,9 @@ def answerable(flt: LogFilter) -> bool:
 
 
 def rollups_of(events: Collection, template: bool = False) -> Collection:
-    counts, templates = rollup_collection_names(events.name)
+    names = rollup_collection_names(events.name)
     return events.database.get_collection(
-        templates if template else counts,
+        names.templates if template else names.counts,
         read_preference=events.read_preference,
         read_concern=events.read_concern,
     )

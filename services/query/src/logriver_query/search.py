@@ -9,6 +9,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import ExecutionTimeout
 
+from logriver_query import word_search
 from logriver_query.cursor import Position, from_ms, to_ms
 from logriver_query.filters import LogFilter, Order, TimeRange
 from logriver_query.reads import Collection
@@ -35,6 +36,7 @@ async def find_page(
 ) -> Page:
     # A cursor pins the window it was issued with, so "since=15m" does not slide.
     window = position.window if position is not None else flt.window
+    flt = await word_search.resolve(collection, flt, window, max_time_ms=max_time_ms)
     query = flt.to_mongo(window)
     if position is not None:
         # Tighten the plain timestamp bound so the index scan starts at the cursor.
@@ -42,7 +44,8 @@ async def find_page(
         query["timestamp"]["$lte" if order == "desc" else "$gte"] = at
         query.update(position.after())
     direction = DESCENDING if order == "desc" else ASCENDING
-    if flt.q is not None and not flt.words:
+    # Substrings, and words the template dictionary cannot answer: time slices.
+    if flt.q is not None and flt.templates is None:
         return await _sliced_page(
             collection,
             flt,

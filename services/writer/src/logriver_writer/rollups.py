@@ -1,17 +1,23 @@
-"""Pre-computed counts (rollups), message templates and word tokens, kept exact by the writer.
+"""Pre-computed counts (rollups), message templates and the template dictionary, kept exact
+by the writer.
 
 Every stored event adds one to a rollup document per ``(hour, service, level)``
 (``n`` for the hour, ``q.<quarter>`` per 15 minutes, ``m.<minute>`` per minute) and one per
-``(hour, service, level, template)`` (for top messages). The writer inserts a
-batch and applies the batch's aggregated ``$inc`` in **one MongoDB transaction**
-(:class:`TransactionalInsert`), counting only the documents that transaction
-inserted: a redelivered event is found to exist already and adds nothing, and a
-writer killed mid-batch leaves either both the events and their counts or
-neither. So the counts always equal a count over the stored events (until the
-events' own retention deletes them; rollups have their own, longer TTL).
+``(hour, service, level, template)`` (for top messages). Each template also has one
+dictionary document (``_id`` = its hash ``th``) listing the words of its text and when it
+was first and last seen: a whole-word query looks the words up there and then reads only
+those templates' events (index ``th_timestamp_id``), so events need no per-word index.
 
-The cost per event is a template (two regex passes), a token list and a dict
-update; MongoDB sees one upsert per bucket per batch, not one per event.
+The writer inserts a batch and applies the batch's aggregated updates in **one MongoDB
+transaction** (:class:`TransactionalInsert`), counting only the documents that
+transaction inserted: a redelivered event is found to exist already and adds nothing, and
+a writer killed mid-batch leaves either both the events and their counts or neither. So
+the counts always equal a count over the stored events (until the events' own retention
+deletes them; rollups have their own, longer TTL).
+
+The cost per event is one masking pass (a few regex substitutions), a hash and a dict
+update; words are read once per template per batch; MongoDB sees one upsert per bucket per
+batch, not one per event.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DocumentTooLarge, OperationFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
-from logriver_common.indexes import rollup_collection_names, tokens_of
+from logriver_common.indexes import dictionary_words, rollup_collection_names
 from logriver_writer.sink import (
     DUPLICATE_KEY,
     Document,
@@ -47,42 +53,54 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 TEMPLATE_CHARS = 200
+# How much of a message its template (and so its dictionary words) comes from.
+TEMPLATE_SOURCE_CHARS = TEMPLATE_CHARS * 4
 
-# Most specific first: a UUID contains hex runs, a hex run contains digits.
+# Most specific first: a UUID contains hex runs, a hex run contains digits. Every mask
+# but the UUID's replaces only words that contain a digit, so every digit-free word of
+# the message stays in its masked text (and so in the dictionary): the guarantee whole-word
+# search relies on. Words inside a UUID are not searchable as words.
 _MASKS = [
     (
         re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
         "<uuid>",
     ),
     (re.compile(r"\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b"), "<hex>"),
-    # Ids: a word that mixes letters and digits (req-8f3k2, user_1234, abc123).
-    (re.compile(r"\b(?=[A-Za-z_-]*\d)(?=[\d_-]*[A-Za-z])[A-Za-z0-9_-]{4,}\b"), "<id>"),
+    # Ids: a word that mixes letters and digits (8f3k2, user_1234, abc123); `req-8f3k2`
+    # keeps its `req-` (a hyphen is not part of a word).
+    (re.compile(r"\b(?=[A-Za-z_]*\d)(?=[\d_]*[A-Za-z])[A-Za-z0-9_]{4,}\b"), "<id>"),
     (re.compile(r"-?\d+(?:\.\d+)?"), "<n>"),
 ]
 
 
-def template_of(message: str) -> str:
-    """The message with numbers, ids, hex and UUIDs masked: "timeout after 31 ms" → "… <n> ms"."""
-    text = message[: TEMPLATE_CHARS * 4]
+def masked_text(message: str) -> str:
+    """The start of a message with numbers, ids, hex and UUIDs masked; its hash is ``th``."""
+    text = message[:TEMPLATE_SOURCE_CHARS]
     for pattern, mask in _MASKS:
         text = pattern.sub(mask, text)
-    return text[:TEMPLATE_CHARS]
+    return text
 
 
-def template_hash(template: str) -> int:
-    """A signed 64-bit hash of a template, stored per event (``th``) for ad-hoc grouping."""
+def template_of(message: str) -> str:
+    """The message's template as shown: "timeout after 31 ms" → "timeout after <n> ms"."""
+    return masked_text(message)[:TEMPLATE_CHARS]
+
+
+def template_hash(masked: str) -> int:
+    """A signed 64-bit hash of a masked text, stored per event (``th``).
+
+    The hash covers the whole masked text, not only the 200 characters shown, so events
+    with one ``th`` share every dictionary word."""
     return int.from_bytes(
-        hashlib.blake2b(template.encode(), digest_size=8).digest(), "big", signed=True
+        hashlib.blake2b(masked.encode(), digest_size=8).digest(), "big", signed=True
     )
 
 
 def enrich(document: Document) -> str:
-    """Add ``tokens`` and ``th`` (template hash) to a stored document; return its template."""
-    message = document.get("message", "")
-    template = template_of(message)
-    document["tokens"] = tokens_of(message)
-    document["th"] = template_hash(template)
-    return template
+    """Add ``th`` (template hash) to a stored document; return its masked text."""
+    masked = masked_text(document.get("message", ""))
+    document["th"] = template_hash(masked)
+    return masked
 
 
 class RollupSettings(BaseSettings):
@@ -108,6 +126,22 @@ class _TemplateBucket:
     last: datetime | None = None
 
 
+@dataclass
+class _DictionaryEntry:
+    masked: str
+    first: datetime
+    last: datetime
+
+
+@dataclass
+class RollupOps:
+    """One batch's upserts: counts, template counts, dictionary entries."""
+
+    counts: list[UpdateOne]
+    templates: list[UpdateOne]
+    dictionary: list[UpdateOne]
+
+
 def _ms(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -115,16 +149,18 @@ def _ms(value: datetime) -> int:
 
 
 def rollup_updates(
-    documents: Iterable[Document], templates: Sequence[str], *, retention: timedelta
-) -> tuple[list[UpdateOne], list[UpdateOne]]:
-    """The batch's upserts: one per ``(hour, service, level)`` and per template bucket.
+    documents: Iterable[Document], masked: Sequence[str], *, retention: timedelta
+) -> RollupOps:
+    """The batch's upserts: one per ``(hour, service, level)``, per template bucket and per
+    template.
 
-    ``templates[i]`` is the template of the i-th document (from :func:`enrich`).
+    ``masked[i]`` is the masked text of the i-th document (from :func:`enrich`).
     The benchmark loader calls this too, so its rollups are exactly the writer's.
     """
     counts: dict[tuple[int, str, str], _Bucket] = {}
     tpl: dict[tuple[int, str, str, int], _TemplateBucket] = {}
-    for document, template in zip(documents, templates, strict=True):
+    seen: dict[int, _DictionaryEntry] = {}
+    for document, text in zip(documents, masked, strict=True):
         ts: datetime = document["timestamp"]
         ms = _ms(ts)
         hour = ms - ms % HOUR_MS
@@ -138,9 +174,18 @@ def rollup_updates(
         bucket.minutes[minute] = bucket.minutes.get(minute, 0) + 1
         if bucket.last is None or ts > bucket.last:
             bucket.last = ts
-        tkey = (hour, service, level, document["th"])
+        th = document["th"]
+        entry = seen.get(th)
+        if entry is None:
+            seen[th] = _DictionaryEntry(text, ts, ts)
+        elif ts < entry.first:
+            entry.first = ts
+        elif ts > entry.last:
+            entry.last = ts
+        tkey = (hour, service, level, th)
         tb = tpl.get(tkey)
         if tb is None:
+            template = text[:TEMPLATE_CHARS]
             tb = tpl[tkey] = _TemplateBucket(template=template, sample=document["message"][:1000])
         tb.n += 1
         if tb.last is None or ts > tb.last:
@@ -194,7 +239,23 @@ def rollup_updates(
                 upsert=True,
             )
         )
-    return count_ops, template_ops
+    dictionary_ops = [
+        UpdateOne(
+            {"_id": th},
+            {
+                "$min": {"first": entry.first},
+                "$max": {"last": entry.last, "expire_at": entry.last + retention},
+                # Every event with this hash has this masked text, so these words are final.
+                "$setOnInsert": {
+                    "template": entry.masked[:TEMPLATE_CHARS],
+                    "words": dictionary_words(entry.masked),
+                },
+            },
+            upsert=True,
+        )
+        for th, entry in seen.items()
+    ]
+    return RollupOps(count_ops, template_ops, dictionary_ops)
 
 
 _MAJORITY = WriteConcern(w="majority")
@@ -224,17 +285,18 @@ class TransactionalInsert:
     duplicates: int = 0
     unstorable: dict[int, str] = field(default_factory=dict)
     pending: list[int] = field(init=False)
-    _templates: list[str] = field(init=False)
+    _masked: list[str] = field(init=False)
     _check_existing: bool = field(default=False, init=False)
     _attempt_batch: list[int] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         self.pending = list(range(len(self.documents)))
-        self._templates = [enrich(document) for document in self.documents]
-        counts, templates = rollup_collection_names(self.collection.name)
+        self._masked = [enrich(document) for document in self.documents]
+        names = rollup_collection_names(self.collection.name)
         db = self.collection.database
-        self._counts = db[counts].with_options(write_concern=_MAJORITY)
-        self._template_counts = db[templates].with_options(write_concern=_MAJORITY)
+        self._counts = db[names.counts].with_options(write_concern=_MAJORITY)
+        self._template_counts = db[names.templates].with_options(write_concern=_MAJORITY)
+        self._dictionary = db[names.dictionary].with_options(write_concern=_MAJORITY)
 
     @property
     def done(self) -> bool:
@@ -302,13 +364,14 @@ class TransactionalInsert:
             await self.collection.insert_many(
                 [self.documents[i] for i in fresh], ordered=True, session=session
             )
-            counts, templates = rollup_updates(
+            ops = rollup_updates(
                 [self.documents[i] for i in fresh],
-                [self._templates[i] for i in fresh],
+                [self._masked[i] for i in fresh],
                 retention=self.retention,
             )
-            await self._counts.bulk_write(counts, ordered=False, session=session)
-            await self._template_counts.bulk_write(templates, ordered=False, session=session)
+            await self._counts.bulk_write(ops.counts, ordered=False, session=session)
+            await self._template_counts.bulk_write(ops.templates, ordered=False, session=session)
+            await self._dictionary.bulk_write(ops.dictionary, ordered=False, session=session)
         return len(fresh), len(batch) - len(fresh)
 
     def _absorb(self, errors: list[dict[str, Any]]) -> None:
@@ -342,23 +405,22 @@ async def load(
     *,
     retention: timedelta = timedelta(days=400),
 ) -> None:
-    """Store documents with their tokens, template hashes and rollups, as the writer would.
+    """Store documents with their template hashes, rollups and dictionary, as the writer would.
 
     For bulk loads (benchmarks, test fixtures) of documents that are not stored yet: no
     transaction and no duplicate check, so it is not exact under retries; the writer uses
     :class:`TransactionalInsert`. Rollups use ``collection``'s write concern.
     """
-    templates = [enrich(document) for document in documents]
+    masked = [enrich(document) for document in documents]
     await collection.insert_many(documents, ordered=False)
-    counts_name, templates_name = rollup_collection_names(collection.name)
+    names = rollup_collection_names(collection.name)
     db = collection.database
-    counts, template_counts = rollup_updates(documents, templates, retention=retention)
+    ops = rollup_updates(documents, masked, retention=retention)
     concern = collection.write_concern
-    if counts:
-        await db.get_collection(counts_name, write_concern=concern).bulk_write(
-            counts, ordered=False
-        )
-    if template_counts:
-        await db.get_collection(templates_name, write_concern=concern).bulk_write(
-            template_counts, ordered=False
-        )
+    for name, updates in (
+        (names.counts, ops.counts),
+        (names.templates, ops.templates),
+        (names.dictionary, ops.dictionary),
+    ):
+        if updates:
+            await db.get_collection(name, write_concern=concern).bulk_write(updates, ordered=False)
