@@ -214,6 +214,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
             "LOGRIVER_LOG_LEVEL": "WARNING",
             "LOGRIVER_STREAM_MAX_SUBSCRIBERS": "100000",
             "LOGRIVER_STREAM_MAX_SUBSCRIBERS_PER_KEY": "100000",
+            **dict(setting.split("=", 1) for setting in args.set),
         },
         tag=f"bench-{topic}",
     ).start()
@@ -304,6 +305,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--max-clients", type=int, default=5_000)
     parser.add_argument("--no-step-up", action="store_true")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra setting for the stream instance (e.g. LOGRIVER_STREAM_FETCH_MIN_BYTES=1)",
+    )
     args = parser.parse_args()
     rows = asyncio.run(run(args))
     print()

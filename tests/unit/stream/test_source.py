@@ -31,7 +31,7 @@ def message(offset: int, key: bytes | None, service: str) -> Message:
 @pytest.fixture
 def source_and_hub(monkeypatch: pytest.MonkeyPatch) -> tuple[KafkaSource, Hub]:
     # Only the decode step runs: no Kafka consumer is built.
-    monkeypatch.setattr(source_module, "consumer_for", lambda settings: object())
+    monkeypatch.setattr(source_module, "consumer_for", lambda settings, **_: object())
     hub = Hub(CursorCodec("t"), generous_budget())
     hub.position[0] = 0
     return KafkaSource(StreamSettings(), hub, Readiness()), hub

@@ -51,6 +51,12 @@ class StreamSettings(ServiceSettings):
 
     # Source and replay.
     fetch_max_records: int = Field(default=500, ge=1)
+    # The live source's fetches: the broker answers once it holds this many bytes, or
+    # when the wait is over. Every fetch wakes each client it has events for (one socket
+    # write each), so fewer, fuller fetches cut the CPU per delivered event under load;
+    # the wait bounds the latency this adds when traffic is light. See docs/performance.md.
+    fetch_min_bytes: int = Field(default=64 * 1024, ge=1, le=16 << 20)
+    fetch_max_wait_ms: int = Field(default=50, ge=0, le=1_000)
     max_concurrent_replays: int = Field(default=16, ge=1)
     max_since_seconds: int = Field(default=86_400, ge=1)
 

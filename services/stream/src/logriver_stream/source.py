@@ -48,13 +48,15 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
         await asyncio.sleep(0.2)
 
 
-def consumer_for(settings: StreamSettings) -> AIOKafkaConsumer:
+def consumer_for(settings: StreamSettings, *, live: bool = False) -> AIOKafkaConsumer:
+    """A consumer for the live source (``live``: batched fetches) or for one replay."""
     return clients.kafka_consumer(
         settings.kafka,
         group_id=None,
-        # Latency matters more than batching here: let the broker answer as soon
-        # as it has anything.
-        fetch_max_wait_ms=100,
+        # A replay reads what is already there: the broker answers as soon as it has
+        # anything. The live source waits for fuller fetches (see StreamSettings).
+        fetch_min_bytes=settings.fetch_min_bytes if live else 1,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms if live else 100,
         max_partition_fetch_bytes=1024 * 1024,
     )
 
@@ -64,7 +66,7 @@ class KafkaSource:
         self._settings = settings
         self._hub = hub
         self._readiness = readiness
-        self._consumer = consumer_for(settings)
+        self._consumer = consumer_for(settings, live=True)
         self.partitions: list[TopicPartition] = []
         self._bad_logged = 0
 
