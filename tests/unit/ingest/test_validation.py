@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from logriver_common.decoding import parse_json
 from logriver_common.event import EventLimits, LogEvent
+from logriver_common.event_rule import Event
 from logriver_common.retention import RetentionPolicy
-from logriver_ingest.parsing import LineError
+from logriver_ingest.parsing import LineError, split_items
 from logriver_ingest.redaction import Redactor
 from logriver_ingest.settings import IngestSettings
+from logriver_ingest.trace_context import TraceContext, fill_trace_context
 from logriver_ingest.validation import ValidatedBatch, shortest_retention, validate_items
+from tests.unit.event_strategies import events
 
 SETTINGS = IngestSettings()
 REDACTOR = Redactor(SETTINGS.redaction_rules, SETTINGS.masked_metadata_keys)
@@ -187,3 +195,33 @@ def test_the_shortest_retention_shortcut_keeps_every_verdict() -> None:
         retention=forever,
     )
     assert len(batch.records) == 1
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(events, min_size=1, max_size=4), st.booleans())
+def test_the_typed_fast_path_gives_the_item_by_item_records_and_errors(
+    items: list[dict[str, Any]], with_trace: bool
+) -> None:
+    """A body whose items all decode as events skips the dict per item; same verdicts."""
+    for index, item in enumerate(items):
+        if item.get("id") is None:  # the door would make one up, differently each time
+            item["id"] = f"fixed-{index}"
+    body = json.dumps(items).encode()
+    fast = split_items(body, ndjson=False, max_events=100)
+    slow = parse_json(body)
+    trace = TraceContext("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    fill_trace_context(fast, trace if with_trace else None)
+    fill_trace_context(slow, trace if with_trace else None)
+    typed, by_item = run(fast), run(slow)
+    assert typed.errors == by_item.errors
+    assert typed.records == by_item.records
+
+
+def test_a_well_typed_array_takes_the_fast_path_and_a_bad_item_does_not() -> None:
+    good = b' [{"service": "api", "message": "a"}, {"service": "api", "message": "b"}]'
+    assert all(isinstance(item, Event) for item in split_items(good, ndjson=False, max_events=9))
+    bad = b'[{"service": "api", "message": "a"}, {"service": 1, "message": "b"}]'
+    assert all(isinstance(item, dict) for item in split_items(bad, ndjson=False, max_events=9))
+    batch = run(split_items(bad, ndjson=False, max_events=9))
+    assert len(batch.records) == 1
+    assert [error["index"] for error in batch.errors] == [1]

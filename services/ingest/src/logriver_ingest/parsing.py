@@ -8,12 +8,14 @@ item's error, not the whole request's.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
 from logriver_common.decoding import parse_json
+from logriver_common.event_rule import decode_json_array
 from logriver_common.web.errors import ApiError
 
 JSON_TYPES = frozenset({"application/json", ""})
@@ -143,12 +145,23 @@ def _too_many(count: int | str, limit: int) -> ApiError:
     )
 
 
+_ARRAY_START = re.compile(rb"[ \t\r\n]*\[")
+
+
 def split_items(body: bytes, *, ndjson: bool, max_events: int) -> list[Any]:
-    """The request's items (one for a single object); 400 for a body that is not JSON."""
+    """The request's items (one for a single object); 400 for a body that is not JSON.
+
+    Items are typed :class:`~logriver_common.event_rule.Event` objects when the whole
+    array decodes as events, else parsed JSON values (dicts, or whatever was sent).
+    """
     if not body.strip():
         raise ApiError(400, "empty_body", "the body holds no events")
     if ndjson:
         return _split_ndjson(body, max_events)
+    if _ARRAY_START.match(body):
+        events = decode_json_array(body)
+        if events is not None:  # every item well typed: no dict per item (the common case)
+            return _checked_count(events, max_events)
     try:
         value = parse_json(body)
     except ValueError as exc:
@@ -161,11 +174,15 @@ def split_items(body: bytes, *, ndjson: bool, max_events: int) -> list[Any]:
             "malformed_body",
             f"the body must be a JSON object or an array of objects, not {type(value).__name__}",
         )
-    if not value:
+    return _checked_count(value, max_events)
+
+
+def _checked_count(items: list[Any], max_events: int) -> list[Any]:
+    if not items:
         raise ApiError(400, "empty_body", "the array holds no events")
-    if len(value) > max_events:
-        raise _too_many(len(value), max_events)
-    return value
+    if len(items) > max_events:
+        raise _too_many(len(items), max_events)
+    return items
 
 
 def _split_ndjson(body: bytes, max_events: int) -> list[Any]:

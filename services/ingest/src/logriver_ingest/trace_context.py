@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from logriver_common.event_rule import Event
+
 # version-traceid-parentid-flags, lowercase hex (W3C Trace Context, level 1). A
 # future version may append fields after another dash; version ff is invalid.
 _TRACEPARENT = re.compile(
@@ -52,6 +54,10 @@ def fill_trace_context(items: list[Any], context: TraceContext | None) -> None:
     if context is None:
         return
     for item in items:
-        if isinstance(item, dict) and item.get("trace_id") is None:
+        if isinstance(item, Event):
+            if item.trace_id is None:
+                item.trace_id = context.trace_id
+                item.span_id = context.span_id
+        elif isinstance(item, dict) and item.get("trace_id") is None:
             item["trace_id"] = context.trace_id
             item["span_id"] = context.span_id

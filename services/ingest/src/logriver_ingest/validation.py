@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from logriver_common.event import limits_of, new_event_id
-from logriver_common.event_rule import EventInvalid, admit_object, encode
+from logriver_common.event_rule import Event, EventInvalid, admit_decoded, admit_object, encode
 from logriver_common.retention import RetentionPolicy
 from logriver_ingest.parsing import LineError
 from logriver_ingest.publisher import Record
@@ -59,17 +59,21 @@ def validate_items(
     limits = limits_of(context)
     shortest = shortest_retention(retention)
     for index, item in enumerate(items):
-        if isinstance(item, LineError):
-            batch.errors.append(_item_error(index, item.message, "json_invalid"))
-            continue
-        if not isinstance(item, dict):
-            msg = f"an event must be a JSON object, not {type(item).__name__}"
-            batch.errors.append(_item_error(index, msg, "model_type"))
-            continue
-        # The gateway owns received_at: a client-sent value is overwritten, not trusted.
-        item["received_at"] = received_at
         try:
-            event = admit_object(item, limits=limits, now=received_at)
+            if isinstance(item, Event):  # typed already (parsing.split_items' fast path)
+                # The gateway owns received_at: a client-sent value is overwritten.
+                item.received_at = received_at
+                event = admit_decoded(item, limits=limits, now=received_at)
+            elif isinstance(item, dict):
+                item["received_at"] = received_at
+                event = admit_object(item, limits=limits, now=received_at)
+            elif isinstance(item, LineError):
+                batch.errors.append(_item_error(index, item.message, "json_invalid"))
+                continue
+            else:
+                msg = f"an event must be a JSON object, not {type(item).__name__}"
+                batch.errors.append(_item_error(index, msg, "model_type"))
+                continue
         except EventInvalid as exc:
             batch.errors.append({"index": index, "errors": [e.as_dict() for e in exc.errors]})
             continue
