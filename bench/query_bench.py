@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import os
 import random
+import signal
 import statistics
 import time
 import uuid
@@ -33,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -44,6 +46,7 @@ from logriver_common.auth import DEV_KEY
 from logriver_common.documents import event_to_document
 from logriver_common.event import Level, LogEvent
 from logriver_common.indexes import ensure_log_indexes, rollup_collection_names
+from logriver_query import word_search
 from logriver_query.filters import parse_filter
 from logriver_query.settings import QuerySettings
 from logriver_writer import rollups
@@ -71,6 +74,9 @@ class Result:
     latencies: list[float]
     errors: Counter[str]
     note: str = ""
+    # The query service's CPU (from /proc) per request: what serving costs, apart from
+    # waiting for MongoDB and from this process's own clients.
+    service_cpu_ms: float = 0.0
 
     def percentiles(self) -> tuple[float, float]:
         ms = sorted(x * 1000 for x in self.latencies)
@@ -81,7 +87,8 @@ class Result:
         p50, p99 = self.percentiles()
         failed = ", ".join(f"{n} x {code}" for code, n in self.errors.items())
         note = "; ".join(x for x in (self.note, failed and f"answered 4xx: {failed}") if x)
-        return f"{self.name:<30} {len(ms):>5} {p50:>9.1f} {p99:>9.1f}  {note}"
+        cpu = self.service_cpu_ms
+        return f"{self.name:<30} {len(ms):>5} {p50:>9.1f} {p99:>9.1f} {cpu:>8.2f}  {note}"
 
 
 def batches(total: int, newest: datetime, days: float, seed: int = 7) -> Iterator[list[Any]]:
@@ -147,12 +154,20 @@ async def load(database: str, total: int, newest: datetime, days: float) -> None
         await ensure_log_indexes(logs)
         started = time.perf_counter()
         loaded = 0
+        in_flight: set[asyncio.Task[None]] = set()
         for docs in batches(total, newest, days):
-            # Tokens, template hashes and rollups exactly as the writer makes them.
-            await rollups.load(logs, docs)
-            loaded += len(docs)
+            # Two batches in flight: MongoDB stores one while this process makes the next.
+            while len(in_flight) >= 2:
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+                    loaded += BATCH
+            # Template hashes, rollups and dictionary exactly as the writer makes them.
+            in_flight.add(asyncio.create_task(rollups.load(logs, docs)))
+            await asyncio.sleep(0)
             rate = loaded / (time.perf_counter() - started)
             print(f"\r  loaded {loaded:>9,} events ({rate:,.0f}/s)", end="", flush=True)
+        await asyncio.gather(*in_flight)
         # One w=3 write: every secondary has caught up before the reads start.
         await logs.with_options(write_concern=WriteConcern(w=3, wtimeout=600_000)).insert_one(
             event_to_document(LogEvent(service="bench", message="loaded", timestamp=newest), None)
@@ -191,7 +206,12 @@ async def burst(
     return latencies
 
 
-async def measure(url: str, newest: datetime, days: float, prefix: str) -> list[Result]:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(url: str, pid: int, newest: datetime, days: float, prefix: str) -> list[Result]:
     rng = random.Random(3)
     span_h = int(days * 24) - 1
 
@@ -234,7 +254,10 @@ async def measure(url: str, newest: datetime, days: float, prefix: str) -> list[
         name: str, requests: int, make: Callable[[int], tuple[str, dict[str, Any]]], note: str = ""
     ) -> None:
         errors: Counter[str] = Counter()
-        result = Result(name, await burst(http, requests, make, errors), errors, note)
+        before = cpu_seconds(pid)
+        latencies = await burst(http, requests, make, errors)
+        cpu_ms = (cpu_seconds(pid) - before) * 1000 / max(1, len(latencies))
+        result = Result(name, latencies, errors, note, cpu_ms)
         print(f"  {result.row()}", flush=True)
         results.append(result)
 
@@ -270,6 +293,9 @@ async def measure(url: str, newest: datetime, days: float, prefix: str) -> list[
         await run("24h top-messages cached", 20, same("/v1/stats/top-messages", day))
     await redis.aclose()
     return results
+
+
+PY_SPY = ["py-spy", "record", "--nonblocking", "--format", "raw", "--rate", "100"]
 
 
 def plan_summary(explain: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -317,6 +343,8 @@ async def explain_all(database: str, newest: datetime) -> list[tuple[str, str, d
             ("text search", {**window, "q": ["payment provider timed out"]}),
         ):
             flt = parse_filter(params, settings, newest)
+            # As the service does: a word query first finds its templates in the dictionary.
+            flt = await word_search.resolve(db["logs"], flt, flt.window, max_time_ms=10_000)
             command = {"find": "logs", "filter": flt.to_mongo(), "sort": sort, "limit": 101}
             explain = await db.command("explain", command, verbosity="executionStats")
             out.append((name, *plan_summary(explain)))
@@ -337,6 +365,9 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--days", type=float, default=7.0, help="the span the events cover")
     parser.add_argument("--keep", action="store_true", help="do not drop the database")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="py-spy the service while it serves (collapsed stacks)"
+    )
     args = parser.parse_args()
     database = f"bench_query_{uuid.uuid4().hex[:8]}"
     prefix = f"bench-{uuid.uuid4().hex[:6]}:"
@@ -372,8 +403,22 @@ async def main() -> None:
             print(f"  {name}: {value}")
         service = ServiceProcess("query", env, tag="bench").start().wait_ready()
         print(f"\n{CLIENTS} concurrent clients; ~{args.events / args.days:,.0f} events per day")
-        print(f"  {'query':<30} {'n':>5} {'p50 ms':>9} {'p99 ms':>9}  note")
-        results = await measure(service.url, newest, args.days, prefix)
+        print(f"  {'query':<30} {'n':>5} {'p50 ms':>9} {'p99 ms':>9} {'CPU ms':>8}  note")
+        pid = service.proc.pid if service.proc is not None else 0
+        profiler = None
+        if args.profile:
+            profiler = await asyncio.create_subprocess_exec(
+                *PY_SPY,
+                *("--output", args.profile, "--pid", str(pid)),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        try:
+            results = await measure(service.url, pid, newest, args.days, prefix)
+        finally:
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+                await profiler.wait()
     finally:
         if service is not None:
             service.terminate()
