@@ -8,19 +8,20 @@ from hypothesis import strategies as st
 
 NOW = datetime.now(UTC)
 
+# Any JSON value, integers well past 64 bits included.
 json_scalars = (
     st.none()
     | st.booleans()
-    | st.integers(min_value=-(2**65), max_value=2**65)
+    | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20)
+    | st.text(max_size=40)
 )
 json_values = st.recursive(
     json_scalars,
     lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
     ),
-    max_leaves=12,
+    max_leaves=20,
 )
 stamps = st.one_of(
     st.datetimes(

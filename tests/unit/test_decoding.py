@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from logriver_common.decoding import Rejection, RejectReason, decode_event
 from logriver_common.documents import event_to_document
 from logriver_common.event_rule import Event, encode
+from tests.unit.event_strategies import json_values
 
 MAX_BSON = 16 * 1024 * 1024
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -41,20 +42,6 @@ def assert_storable(outcome: Event | Rejection) -> None:
     assert again == outcome
 
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=40)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
 timestamps = st.one_of(
     st.datetimes(
         min_value=datetime(1, 1, 1),  # noqa: DTZ001 - naive on purpose, offsets added below

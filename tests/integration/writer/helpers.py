@@ -107,6 +107,12 @@ def mongo() -> MongoClient:
     return AsyncMongoClient(STACK.mongo_uri, tz_aware=True)
 
 
+async def stored_at_least(client: MongoClient, database: str, count: int) -> int | None:
+    """The stored count once it reaches ``count`` (for ``eventually``), else None."""
+    stored = await count_logs(client, database)
+    return stored if stored >= count else None
+
+
 async def count_logs(client: MongoClient, database: str) -> int:
     # Majority reads: counted documents are the ones that survive a failover.
     collection = client[database].get_collection("logs", read_concern=ReadConcern("majority"))

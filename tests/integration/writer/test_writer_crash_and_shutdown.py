@@ -9,13 +9,13 @@ import pytest
 
 from tests.conftest import StartService, Topics
 from tests.integration.writer.helpers import (
-    MongoClient,
     committed_total,
     count_logs,
     make_events,
     metric,
     mongo,
     produce_events,
+    stored_at_least,
     stored_ids,
     writer_env,
 )
@@ -25,11 +25,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
 
 EVENTS = 30_000
 SHUTDOWN_TIMEOUT_S = 5.0
-
-
-async def _stored_at_least(client: MongoClient, database: str, count: int) -> int | None:
-    stored = await count_logs(client, database)
-    return stored if stored >= count else None
 
 
 async def test_kill_9_mid_batch_then_restart_stores_everything_once(
@@ -48,7 +43,7 @@ async def test_kill_9_mid_batch_then_restart_stores_everything_once(
     try:
         first = service_process("writer", env=env)
         await eventually(
-            lambda: _stored_at_least(client, mongo_database, 3_000),
+            lambda: stored_at_least(client, mongo_database, 3_000),
             interval=0.05,
             what="writer under way",
         )
@@ -58,7 +53,7 @@ async def test_kill_9_mid_batch_then_restart_stores_everything_once(
 
         second = service_process("writer", env=env)
         await eventually(
-            lambda: _stored_at_least(client, mongo_database, EVENTS),
+            lambda: stored_at_least(client, mongo_database, EVENTS),
             within=60,
             what="all events stored after the restart",
         )
@@ -92,7 +87,7 @@ async def test_sigterm_under_load_drains_commits_and_exits_in_time(
     try:
         first = service_process("writer", env=env)
         await eventually(
-            lambda: _stored_at_least(client, mongo_database, 3_000),
+            lambda: stored_at_least(client, mongo_database, 3_000),
             interval=0.05,
             what="writer under way",
         )
@@ -104,7 +99,7 @@ async def test_sigterm_under_load_drains_commits_and_exits_in_time(
 
         second = service_process("writer", env=env)
         await eventually(
-            lambda: _stored_at_least(client, mongo_database, EVENTS),
+            lambda: stored_at_least(client, mongo_database, EVENTS),
             within=60,
             what="all events stored after the restart",
         )

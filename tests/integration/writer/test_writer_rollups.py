@@ -16,6 +16,7 @@ from tests.integration.writer.helpers import (
     make_events,
     mongo,
     produce_events,
+    stored_at_least,
     writer_env,
 )
 from tests.stack import eventually
@@ -23,11 +24,6 @@ from tests.stack import eventually
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
 
 EVENTS = 20_000
-
-
-async def _stored_at_least(client: MongoClient, database: str, count: int) -> int | None:
-    stored = await count_logs(client, database)
-    return stored if stored >= count else None
 
 
 async def _event_counts(client: MongoClient, database: str) -> Counter[tuple[Any, ...]]:
@@ -79,7 +75,7 @@ async def test_kill_9_mid_batch_keeps_rollups_equal_to_the_stored_events(
     try:
         first = service_process("writer", env=env)
         await eventually(
-            lambda: _stored_at_least(client, mongo_database, 2_000),
+            lambda: stored_at_least(client, mongo_database, 2_000),
             interval=0.05,
             what="writer under way",
         )
@@ -94,7 +90,7 @@ async def test_kill_9_mid_batch_keeps_rollups_equal_to_the_stored_events(
         # A transaction the killed writer left open holds its rows until MongoDB aborts it
         # (transactionLifetimeLimitSeconds, 60 s by default): the restart may wait for it.
         await eventually(
-            lambda: _stored_at_least(client, mongo_database, EVENTS),
+            lambda: stored_at_least(client, mongo_database, EVENTS),
             within=150,
             what="all events stored after the restart",
         )

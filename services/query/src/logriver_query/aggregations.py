@@ -113,12 +113,16 @@ async def error_summary(
         if doc.get("trace_id") is not None:
             latest_error["trace_id"] = doc["trace_id"]
         services.append({"service": service, "errors": count, "latest": latest_error})
+    return _error_answer(flt, services, "rollups")
+
+
+def _error_answer(flt: LogFilter, services: list[dict[str, Any]], source: str) -> dict[str, Any]:
     return {
         "since": iso(flt.window.since),
         "until": iso(flt.window.until),
         "total_errors": sum(s["errors"] for s in services),
         "services": services,
-        "source": "rollups",
+        "source": source,
     }
 
 
@@ -156,13 +160,7 @@ async def _error_summary_scan(
         latest = {k: v for k, v in row["latest"].items() if v is not None}
         latest["timestamp"] = iso(latest["timestamp"])
         services.append({"service": row["_id"], "errors": row["errors"], "latest": latest})
-    return {
-        "since": iso(flt.window.since),
-        "until": iso(flt.window.until),
-        "total_errors": sum(s["errors"] for s in services),
-        "services": services,
-        "source": "scan",
-    }
+    return _error_answer(flt, services, "scan")
 
 
 async def histogram(
