@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI
 from logriver_common.auth import DEV_KEY, ApiKey, ApiKeyStore, Scope, hash_key, require_scope
 from logriver_common.migrations import Migration, apply_migrations
 from logriver_common.web.errors import install_error_handlers
+from tests.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
 
@@ -98,3 +99,27 @@ async def test_production_revokes_the_dev_key(pool: asyncpg.Pool, unique: str) -
     await store.create(f"test-{unique}", {Scope.ADMIN})
     await store.prepare(local_mode=False)
     assert await store.lookup(DEV_KEY) is None
+
+
+async def test_an_unreachable_key_store_is_a_503_with_retry_after_not_a_500() -> None:
+    """PostgreSQL down and the key not cached (e.g. its cache entry expired mid-outage)."""
+    dead = f"postgresql://logriver@127.0.0.1:{free_port()}/logriver"  # nothing listens there
+    pool = await asyncpg.create_pool(dead, min_size=0, max_size=1)
+    assert pool is not None
+    app = FastAPI()
+    install_error_handlers(app)
+    app.state.api_keys = ApiKeyStore(pool)
+
+    @app.get("/read")
+    async def read(key: ApiKey = Depends(require_scope(Scope.READ))) -> dict[str, str]:  # noqa: B008
+        return {"key": key.id}
+
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            resp = await http.get("/read", headers={"Authorization": f"Bearer {DEV_KEY}"})
+        assert resp.status_code == 503
+        assert resp.json()["error"] == "unavailable"
+        assert resp.headers["Retry-After"] == "2"
+    finally:
+        await pool.close()

@@ -259,7 +259,16 @@ def require_scope(scope: Scope) -> Callable[[Request], Awaitable[ApiKey]]:
         if len(plaintext) > 256:
             raise ApiError(401, "unauthorized", "invalid API key")
         store: ApiKeyStore = request.app.state.api_keys
-        key = await store.lookup(plaintext)
+        try:
+            key = await store.lookup(plaintext)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            # The key store is down and this key is not cached: a retryable answer, not a 500.
+            raise ApiError(
+                503,
+                "unavailable",
+                "API keys cannot be checked right now (the key store is unreachable); retry",
+                headers={"Retry-After": "2"},
+            ) from None
         if key is None:
             raise ApiError(
                 401,
