@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import random
+import uuid
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient, WriteConcern
 
+from logriver_common.documents import event_to_document
+from logriver_common.event import Level, LogEvent
+from logriver_common.indexes import ensure_log_indexes
+from logriver_writer import rollups
 from logriver_writer.rollups import template_of
-from tests.integration.query.conftest import DataSet, QueryApp
+from tests.integration.query.conftest import (
+    LEVELS,
+    SERVICES,
+    DataSet,
+    QueryApp,
+    query_settings,
+    start_query_app,
+)
+from tests.stack import STACK
 
 pytestmark = [pytest.mark.integration]
 ERRORS = ("ERROR", "CRITICAL")
@@ -170,3 +186,64 @@ async def test_a_scan_that_runs_out_of_budget_says_so(dataset: DataSet) -> None:
         assert body["source"] == "scan"
         assert body["truncated"] is True
         assert body["complete_since"] > body["since"]
+
+
+@pytest.fixture(scope="module")
+async def spread() -> AsyncIterator[tuple[QueryApp, list[dict[str, Any]], datetime]]:
+    """4,000 events at random times over 30 hours: every rollup part (minutes, quarters, hours)
+    and both partial edge hours hold counts."""
+    rng = random.Random(11)
+    newest = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+    docs = []
+    for _ in range(4_000):
+        event = LogEvent(
+            timestamp=newest - timedelta(milliseconds=rng.randrange(30 * 3_600_000)),
+            service=rng.choice(SERVICES[:4]),
+            level=Level(rng.choice(LEVELS)),
+            message="spread event",
+        )
+        docs.append(event_to_document(event, None))
+    database = f"test_spread_{uuid.uuid4().hex[:10]}"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri, tz_aware=True)
+    try:
+        logs = client[database]["logs"]
+        await ensure_log_indexes(logs)
+        await rollups.load(logs.with_options(write_concern=WriteConcern(w=3)), docs)
+        async for app in start_query_app(query_settings(database)):
+            yield app, docs, newest
+    finally:
+        await client.drop_database(database)
+        await client.close()
+
+
+@pytest.mark.parametrize("bucket", ["1m", "5m", "15m", "30m", "1h", "3h"])
+async def test_histogram_buckets_equal_counts_over_the_events_at_odd_edges(
+    spread: tuple[QueryApp, list[dict[str, Any]], datetime], bucket: str
+) -> None:
+    """Whole hours read hour or quarter counts, edge hours read minutes, edge seconds scan
+    the events: whatever mix a window needs, each bucket equals a count over the events."""
+    app, docs, newest = spread
+    size_ms = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "3h": 180}[bucket] * 60_000
+    for hours, odd in ((26, 17.3), (5, 1.7), (1, 0.4)):
+        if hours * 3_600_000 // size_ms > 1_000:
+            continue  # past the bucket limit (a 400, tested elsewhere)
+        until = newest - timedelta(seconds=odd * 60)
+        since = until - timedelta(hours=hours, seconds=odd)
+        params = {"since": iso(since), "until": iso(until), "bucket": bucket}
+        body = await get(app, "/v1/stats/histogram", params)
+        assert body["source"] == "rollups"
+        want: dict[str, Counter[str]] = defaultdict(Counter)
+        for d in docs:
+            if since <= d["timestamp"] < until:
+                ms = int(d["timestamp"].timestamp() * 1000)
+                want[iso(datetime.fromtimestamp(ms // size_ms * size_ms / 1000, UTC))][
+                    d["level"]
+                ] += 1
+        got = {b["start"]: Counter(b["counts"]) for b in body["buckets"] if b["total"]}
+        assert got == want, (bucket, hours)
+        window = {"since": iso(since), "until": iso(until)}
+        by_service = await get(app, "/v1/stats/services", window)
+        in_window = [d for d in docs if since <= d["timestamp"] < until]
+        assert {s["service"]: s["count"] for s in by_service["services"]} == Counter(
+            d["service"] for d in in_window
+        )

@@ -103,47 +103,38 @@ async def rollup_rows(
             ranges.append((h1, h1 + HOUR_MS, "m", MINUTE_MS))
     else:
         ranges.append((m0 - m0 % HOUR_MS, m1, "m", MINUTE_MS))
-    # MongoDB adds the counts up per bucket (and only the dimensions asked for): decoding
-    # thousands of rollup documents in Python was most of a histogram's time.
-    at: Any = {"$toLong": "$t"}
-    bucket: Any = (
-        {"$literal": first} if size == 0 else {"$subtract": ["$at", {"$mod": ["$at", size]}]}
-    )
-    key = {
-        "b": bucket,
+    # MongoDB adds the counts up per (hour, dimensions), one accumulator per field of the
+    # part read (`n`, `q.0`..`q.3` or `m.0`..`m.59`): no per-document expressions, no
+    # $unwind. Python then places each hour's parts in the buckets. Measured on the 24 h
+    # histogram (2,400 rollup documents): 60 ms with $objectToArray/$unwind, 14 ms so.
+    dimensions = {
         "s": "$service" if "service" in keep else "",
         "l": "$level" if "level" in keep else "",
     }
     for low, high, part_name, field_ms in ranges:
-        query = {**dims, "t": {"$gte": from_ms(low), "$lt": from_ms(high)}}
-        pipeline: list[dict[str, Any]] = [{"$match": query}]
-        if part_name == "n":
-            pipeline.append({"$project": {"service": 1, "level": 1, "at": at, "n": "$n"}})
-        else:
-            pipeline += [
-                {
-                    "$project": {
-                        "service": 1,
-                        "level": 1,
-                        "t": 1,
-                        "p": {"$objectToArray": f"${part_name}"},
-                    }
-                },
-                {"$unwind": "$p"},
-                {
-                    "$project": {
-                        "service": 1,
-                        "level": 1,
-                        "at": {"$add": [at, {"$multiply": [{"$toLong": "$p.k"}, field_ms]}]},
-                        "n": "$p.v",
-                    }
-                },
-                {"$match": {"at": {"$gte": m0, "$lt": m1}}},
-            ]
-        pipeline.append({"$group": {"_id": key, "n": {"$sum": "$n"}}})
+        parts = HOUR_MS // field_ms
+        # One bucket for the whole window: whole hours need not be told apart.
+        whole = size == 0 and part_name == "n"
+        key = {"t": {"$literal": from_ms(low)} if whole else "$t", **dimensions}
+        sums = (
+            {"a0": {"$sum": "$n"}}
+            if part_name == "n"
+            else {f"a{k}": {"$sum": f"${part_name}.{k}"} for k in range(parts)}
+        )
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {**dims, "t": {"$gte": from_ms(low), "$lt": from_ms(high)}}},
+            {"$group": {"_id": key, **sums}},
+        ]
         cursor = await collection.aggregate(pipeline, maxTimeMS=max_time_ms)
         async for row in cursor:
-            rows[(row["_id"]["b"], row["_id"]["s"], row["_id"]["l"])] += row["n"]
+            hour = to_ms(row["_id"]["t"])
+            service, level = row["_id"]["s"], row["_id"]["l"]
+            for k in range(parts):
+                n = row[f"a{k}"]
+                at = hour + k * field_ms
+                # An hour read by its parts may reach past the window's whole minutes.
+                if n and m0 <= at < m1:
+                    rows[(_bucket(at, first, size), service, level)] += n
     if since < m0:
         await _scan_edge(events, flt, since, m0, rows, first, size, max_time_ms, keep)
     if m1 < until:
