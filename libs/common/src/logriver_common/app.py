@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from logriver_common.service_logging import configure_logging
 from logriver_common.settings import ServiceSettings
@@ -25,8 +26,12 @@ def create_service_app(
     settings: ServiceSettings,
     lifespan: Lifespan,
     description: str = "",
+    inner_middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     """An app with the shared plumbing; ``lifespan`` opens and closes the service's clients.
+
+    ``inner_middleware`` runs inside the request context (request id, response time), in
+    the order given, just before routing.
 
     The service lifespan runs inside one that owns tracing, so spans from the
     service's shutdown are still exported before the provider closes.
@@ -46,6 +51,9 @@ def create_service_app(
 
     app = FastAPI(title=f"logriver {name}", description=description, lifespan=outer)
     install_error_handlers(app)
+    # Each add wraps the ones before it: the inner middleware first, the context around it.
+    for middleware in reversed(inner_middleware):
+        app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     instrument_app(app, provider)

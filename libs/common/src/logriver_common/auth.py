@@ -188,6 +188,16 @@ class ApiKeyStore:
         self._remember(self._cache, digest, key)
         return key
 
+    def remembered(self, plaintext: str) -> ApiKey | None:
+        """The key, if this store's cache holds it as active now; never asks PostgreSQL.
+
+        For answers served before routing (the query service's hot answers): a key not
+        in the cache takes the normal path through :meth:`lookup`."""
+        if len(plaintext) > 256:
+            return None
+        cached = self._cached(self._cache, hash_key(plaintext))
+        return cached[1] if cached is not None else None
+
     async def active_key(self, key_id: str) -> ApiKey | None:
         """The active key with this id, or None: how a stream token's key is checked."""
         cached = self._cached(self._by_id, key_id)

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pymongo.monitoring import CommandListener
+from starlette.middleware import Middleware
 
 from logriver_common import clients
 from logriver_common.app import create_service_app
@@ -20,6 +21,7 @@ from logriver_common.auth import ApiKeyStore
 from logriver_common.web.errors import error_response
 from logriver_query import console_api, trace_view
 from logriver_query.cache import AggregationCache
+from logriver_query.hot_answers import HotAnswerMiddleware, HotAnswers
 from logriver_query.metrics import LatencyMiddleware
 from logriver_query.routes import QueryContext, router
 from logriver_query.settings import QuerySettings
@@ -34,6 +36,9 @@ def create_app(
 ) -> FastAPI:
     """``mongo_listeners`` lets tests watch where each database command goes."""
     settings = settings or QuerySettings()
+    hot_answers = HotAnswers(
+        max_age_s=settings.hot_answer_seconds, max_bytes=settings.hot_answer_max_bytes
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,6 +60,7 @@ def create_app(
                 cache=AggregationCache(
                     redis, ttl_s=settings.cache_ttl_seconds, lock_ms=settings.cache_lock_ms
                 ),
+                hot_answers=hot_answers,
                 stream_tokens=settings.stream_tokens,
             )
             app.state.readiness.add("mongodb", partial(clients.check_mongo, mongo))
@@ -67,6 +73,7 @@ def create_app(
         settings=settings,
         lifespan=lifespan,
         description="Search and aggregate stored logs; the web console is at `/`.",
+        inner_middleware=[Middleware(HotAnswerMiddleware, answers=hot_answers)],
     )
     # The query API takes no body: every validation failure is a bad parameter, which
     # this API has always answered with 400 (see docs/query.md), like its own checks.

@@ -27,7 +27,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
@@ -46,6 +46,12 @@ return 0
 """
 
 
+class Answer(NamedTuple):
+    body: bytes  # the answer's JSON, as stored
+    outcome: Outcome
+    fresh_s: float  # how much longer the stored copy lives (0 when nothing was stored)
+
+
 def cache_key(prefix: str, kind: str, identity: Any) -> str:
     digest = hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return f"{prefix}query:agg:{kind}:{digest[:40]}"
@@ -58,27 +64,33 @@ class AggregationCache:
         self._lock_ms = lock_ms
         self._inflight: dict[str, asyncio.Task[tuple[bytes, Outcome]]] = {}
 
-    async def get_or_compute(self, key: str, compute: Compute) -> tuple[bytes, Outcome]:
+    async def get_or_compute(self, key: str, compute: Compute) -> Answer:
         """The answer's JSON bytes, from the cache or computed once (single-flight)."""
         try:
-            cached = await self._redis.get(key)
+            # The remaining TTL comes in the same round trip: hot answers live no longer.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.pttl(key)
+                cached, ttl_ms = await pipe.execute()
         except RedisError as exc:
             log.warning("cache unavailable, computing directly: %s", exc)
             cached = None
         if cached is not None:
             CACHE_REQUESTS.labels("hit").inc()
-            return cached if isinstance(cached, bytes) else cached.encode(), "hit"
+            body = cached if isinstance(cached, bytes) else cached.encode()
+            return Answer(body, "hit", max(0, ttl_ms) / 1000)
         task = self._inflight.get(key)
         if task is not None:
             CACHE_REQUESTS.labels("coalesced").inc()
             value, _ = await asyncio.shield(task)
-            return value, "coalesced"
+            return Answer(value, "coalesced", self._ttl_ms / 1000)
         task = asyncio.create_task(self._fill(key, compute), name=f"cache-fill {key}")
         self._inflight[key] = task
         task.add_done_callback(lambda t: self._done(key, t))
         value, outcome = await asyncio.shield(task)
         CACHE_REQUESTS.labels(outcome).inc()
-        return value, outcome
+        # A bypass (Redis down) was never stored: nothing may keep it.
+        return Answer(value, outcome, 0.0 if outcome == "bypass" else self._ttl_ms / 1000)
 
     def _done(self, key: str, task: asyncio.Task[tuple[bytes, Outcome]]) -> None:
         if self._inflight.get(key) is task:

@@ -37,6 +37,7 @@ from logriver_query.filters import (
     reject_unknown,
     single,
 )
+from logriver_query.hot_answers import HotAnswers
 from logriver_query.metrics import timed_query
 from logriver_query.reads import Collection, database_errors, reader
 from logriver_query.settings import QuerySettings
@@ -53,6 +54,7 @@ class QueryContext:
     settings: QuerySettings
     collection: Collection
     cache: AggregationCache
+    hot_answers: HotAnswers
     stream_tokens: StreamTokenSettings
 
     def reader(self, consistent: bool) -> Collection:
@@ -229,6 +231,7 @@ Aggregate = Callable[[Collection, LogFilter], Awaitable[dict[str, Any]]]
 
 
 async def _cached(
+    request: Request,
     ctx: Ctx,
     consistent: bool,
     kind: str,
@@ -248,9 +251,11 @@ async def _cached(
         # Read-your-writes cannot come from a cache.
         return json(await compute(), {"X-Cache": "bypass"})
     key = cache_key(settings.redis.key_prefix, kind, {**flt.identity(), **extra})
-    body, outcome = await ctx.cache.get_or_compute(key, compute)
+    answer = await ctx.cache.get_or_compute(key, compute)
+    # A repeat of this very request is answered before routing while the copy lives.
+    ctx.hot_answers.put(request.scope, answer.body, answer.fresh_s)
     # The cached bytes go out as they are: no decode and re-encode per hit.
-    return Response(body, media_type="application/json", headers={"X-Cache": outcome})
+    return Response(answer.body, media_type="application/json", headers={"X-Cache": answer.outcome})
 
 
 @router.get(
@@ -270,7 +275,7 @@ async def stats_errors(
     async def run(coll: Collection, f: LogFilter) -> dict[str, Any]:
         return await aggregations.error_summary(coll, f, max_time_ms=max_ms)
 
-    return await _cached(ctx, query.consistent, "errors", flt, {}, run)
+    return await _cached(request, ctx, query.consistent, "errors", flt, {}, run)
 
 
 @router.get(
@@ -301,7 +306,7 @@ async def stats_histogram(
         )
 
     extra = {"bucket": bucket_s, "group_by": group_by}
-    return await _cached(ctx, query.consistent, "histogram", flt, extra, run)
+    return await _cached(request, ctx, query.consistent, "histogram", flt, extra, run)
 
 
 @router.get(
@@ -321,7 +326,7 @@ async def stats_services(
     async def run(coll: Collection, f: LogFilter) -> dict[str, Any]:
         return await aggregations.services_summary(coll, f, max_time_ms=max_ms)
 
-    return await _cached(ctx, query.consistent, "services", flt, {}, run)
+    return await _cached(request, ctx, query.consistent, "services", flt, {}, run)
 
 
 @router.get(
@@ -342,7 +347,7 @@ async def stats_top_messages(
     async def run(coll: Collection, f: LogFilter) -> dict[str, Any]:
         return await aggregations.top_messages(coll, f, limit=limit, max_time_ms=max_ms)
 
-    return await _cached(ctx, query.consistent, "top-messages", flt, {"limit": limit}, run)
+    return await _cached(request, ctx, query.consistent, "top-messages", flt, {"limit": limit}, run)
 
 
 @router.post(

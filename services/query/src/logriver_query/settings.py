@@ -55,6 +55,10 @@ class QuerySettings(ServiceSettings):
     # Aggregation cache and its single-flight lock.
     cache_ttl_seconds: float = Field(default=10.0, gt=0)
     cache_lock_ms: int = Field(default=10_000, ge=100)
+    # Hot answers (hot_answers.py): how long this process answers a repeat of a cached
+    # request before routing (never past its Redis entry; 0 turns it off), in what memory.
+    hot_answer_seconds: float = Field(default=2.0, ge=0, le=60)
+    hot_answer_max_bytes: int = Field(default=32 * 2**20, ge=0)
 
     # Histograms that rollups cannot answer (host, env, trace_id, q, meta.*) scan the events
     # newest first for at most this long, then answer `truncated: true`.
