@@ -104,6 +104,9 @@ async def test_any_request_gets_a_documented_answer_and_kafka_holds_exactly_the_
         max_examples=100,
         deadline=None,
         database=None,
+        # The same 100 requests every run: the check below that both outcomes occurred
+        # failed on a random draw (9 accepted of 100 once), so it was a coin, not a gate.
+        derandomize=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(request=requests())
