@@ -15,8 +15,9 @@ What it does not change:
   request takes the normal path, which answers 401/403/503 as before.
 * **How fresh.** An entry lives no longer than the Redis entry it copies (whose remaining
   TTL the cache reads with the value), and at most ``hot_answer_seconds``.
-* **Memory.** At most ``hot_answer_max_bytes`` in total; least recently used entries go
-  first.
+* **Memory.** At most ``hot_answer_max_bytes`` in total, keys counted with bodies (a
+  reader sending long, distinct query strings for small answers must not grow it past
+  the bound); least recently used entries go first.
 
 Only a request identical byte for byte (path and query string) is served: parameter order
 or spelling differences take the normal path and its normalised cache key.
@@ -37,6 +38,8 @@ from logriver_common.auth import Scope as KeyScope
 from logriver_query.metrics import CACHE_REQUESTS
 
 Key = tuple[str, bytes]
+# What an entry costs besides its key's and body's bytes (tuple, entry, dict slot), roughly.
+_ENTRY_OVERHEAD = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,7 @@ class _Entry:
     body: bytes
     until: float  # time.monotonic()
     route: Any  # the route that made it: the latency metric's endpoint label
+    size: int  # bytes counted against the bound
 
 
 class HotAnswers:
@@ -62,12 +66,13 @@ class HotAnswers:
     def put(self, scope: Scope, body: bytes, fresh_s: float) -> None:
         """Keep ``body`` as the answer to this request for ``fresh_s`` (capped) seconds."""
         age = min(fresh_s, self._max_age_s)
-        if age <= 0 or len(body) > self._max_bytes:
-            return
         key = self.key(scope)
+        size = len(body) + len(key[0]) + len(key[1]) + _ENTRY_OVERHEAD
+        if age <= 0 or size > self._max_bytes:
+            return
         self._drop(key)
-        self._entries[key] = _Entry(body, time.monotonic() + age, scope.get("route"))
-        self._bytes += len(body)
+        self._entries[key] = _Entry(body, time.monotonic() + age, scope.get("route"), size)
+        self._bytes += size
         while self._bytes > self._max_bytes:
             self._drop(next(iter(self._entries)))
 
@@ -89,7 +94,7 @@ class HotAnswers:
     def _drop(self, key: Key) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
-            self._bytes -= len(entry.body)
+            self._bytes -= entry.size
 
 
 class HotAnswerMiddleware:
