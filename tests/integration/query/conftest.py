@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -110,11 +111,10 @@ def make_events(count: int, newest: datetime, seed: int = 5) -> list[dict[str, A
     return docs
 
 
-@pytest.fixture(scope="session")
-async def dataset(stack: None) -> AsyncIterator[DataSet]:
-    database = f"test_query_{uuid.uuid4().hex[:10]}"
-    newest = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
-    docs = make_events(EVENTS, newest)
+@asynccontextmanager
+async def stored(docs: list[dict[str, Any]], prefix: str) -> AsyncIterator[str]:
+    """A new database holding ``docs`` on every member; its name; dropped afterwards."""
+    database = f"{prefix}_{uuid.uuid4().hex[:10]}"
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri, tz_aware=True)
     try:
         logs = client[database]["logs"]
@@ -122,12 +122,26 @@ async def dataset(stack: None) -> AsyncIterator[DataSet]:
         # w=3: every member has the data before tests read from secondaries.
         everywhere = logs.with_options(write_concern=WriteConcern(w=3, wtimeout=120_000))
         for start in range(0, len(docs), 20_000):
-            # With tokens, template hashes and rollups, exactly as the writer stores them.
+            # With template hashes, rollups and dictionary, exactly as the writer stores them.
             await rollups.load(everywhere, docs[start : start + 20_000])
-        yield DataSet(database, docs, newest, min(d["timestamp"] for d in docs))
+        yield database
     finally:
         await client.drop_database(database)
         await client.close()
+
+
+@pytest.fixture(scope="session")
+async def dataset(stack: None) -> AsyncIterator[DataSet]:
+    newest = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    docs = make_events(EVENTS, newest)
+    async with stored(docs, "test_query") as database:
+        yield DataSet(database, docs, newest, min(d["timestamp"] for d in docs))
+
+
+def unique_window(dataset: DataSet) -> dict[str, str]:
+    """The whole set, with an `until` no other test uses: a cache key nobody has filled."""
+    until = dataset.newest + timedelta(seconds=1, milliseconds=uuid.uuid4().int % 999_000)
+    return {**dataset.params, "until": until.isoformat()}
 
 
 @dataclass

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import random
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, WriteConcern
 
 from logriver_common.documents import event_to_document
 from logriver_common.event import Level, LogEvent
-from logriver_common.indexes import ensure_log_indexes
-from logriver_writer import rollups
 from logriver_writer.rollups import template_of
 from tests.integration.query.conftest import (
     LEVELS,
@@ -24,8 +20,8 @@ from tests.integration.query.conftest import (
     QueryApp,
     query_settings,
     start_query_app,
+    stored,
 )
-from tests.stack import STACK
 
 pytestmark = [pytest.mark.integration]
 ERRORS = ("ERROR", "CRITICAL")
@@ -189,7 +185,7 @@ async def test_a_scan_that_runs_out_of_budget_says_so(dataset: DataSet) -> None:
 
 
 @pytest.fixture(scope="module")
-async def spread() -> AsyncIterator[tuple[QueryApp, list[dict[str, Any]], datetime]]:
+async def spread(stack: None) -> AsyncIterator[tuple[QueryApp, list[dict[str, Any]], datetime]]:
     """4,000 events at random times over 30 hours: every rollup part (minutes, quarters, hours)
     and both partial edge hours hold counts."""
     rng = random.Random(11)
@@ -203,17 +199,9 @@ async def spread() -> AsyncIterator[tuple[QueryApp, list[dict[str, Any]], dateti
             message="spread event",
         )
         docs.append(event_to_document(event, None))
-    database = f"test_spread_{uuid.uuid4().hex[:10]}"
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri, tz_aware=True)
-    try:
-        logs = client[database]["logs"]
-        await ensure_log_indexes(logs)
-        await rollups.load(logs.with_options(write_concern=WriteConcern(w=3)), docs)
+    async with stored(docs, "test_spread") as database:
         async for app in start_query_app(query_settings(database)):
             yield app, docs, newest
-    finally:
-        await client.drop_database(database)
-        await client.close()
 
 
 @pytest.mark.parametrize("bucket", ["1m", "5m", "15m", "30m", "1h", "3h"])

@@ -14,8 +14,13 @@ import pytest
 from redis.asyncio import Redis
 
 from logriver_common.auth import ApiKeyStore, Scope
-from tests.integration.query.conftest import DataSet, QueryApp, query_settings, start_query_app
-from tests.integration.query.test_reads_and_cache import unique_window
+from tests.integration.query.conftest import (
+    DataSet,
+    QueryApp,
+    query_settings,
+    start_query_app,
+    unique_window,
+)
 from tests.stack import STACK
 
 pytestmark = [pytest.mark.integration]

@@ -6,14 +6,20 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from logriver_common.documents import event_to_document
 from logriver_common.event import LogEvent
 from logriver_common.stream_tokens import StreamTokenSettings, verify_token
-from tests.integration.query.conftest import DataSet, QueryApp, query_settings, start_query_app
+from tests.integration.query.conftest import (
+    DataSet,
+    QueryApp,
+    query_settings,
+    start_query_app,
+    unique_window,
+)
 
 pytestmark = [pytest.mark.integration]
 
@@ -28,12 +34,6 @@ async def members(query: QueryApp) -> tuple[tuple[str, int], set[tuple[str, int]
 
     primary = address(hello["primary"])
     return primary, {address(h) for h in hello["hosts"]} - {primary}
-
-
-def unique_window(dataset: DataSet) -> dict[str, str]:
-    """The whole set, with an `until` no other test uses: a cache key nobody has filled."""
-    until = dataset.newest + timedelta(seconds=1, milliseconds=uuid.uuid4().int % 999_000)
-    return {**dataset.params, "until": until.isoformat()}
 
 
 async def test_list_and_aggregation_reads_go_to_secondaries(
