@@ -51,6 +51,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from bson import Binary, ObjectId
 from pymongo import AsyncMongoClient, IndexModel
 
+from bench.proc import cpu_seconds
 from bench.results import Figure, publish_figures
 from logriver_common.auth import DEV_KEY
 from logriver_common.event import utcnow
@@ -63,7 +64,6 @@ AUTH = {"Authorization": f"Bearer {DEV_KEY}"}
 STREAMING = httpx.Timeout(10.0, read=None)
 SERVICES = [f"e2e-bench-{i}" for i in range(50)]
 LEVELS = ["DEBUG", "INFO", "INFO", "INFO", "INFO", "WARNING", "ERROR"]
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PIPELINE = ("ingest", "relay", "writer", "stream", "alerter", "query")
 MONGODS = ("mongod-27017", "mongod-27018", "mongod-27019")
 
@@ -100,17 +100,6 @@ def batch_body(seed: int, size: int = 1_000) -> bytes:
 
 
 # --- CPU accounting --------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds (0.0 if it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    # The command name (field 2) may hold spaces: split after its closing parenthesis.
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def stack_pids() -> dict[str, int]:

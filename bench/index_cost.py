@@ -32,7 +32,8 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
-from bench.e2e_bench import MONGODS, batch_events, cpu_seconds, stack_pids
+from bench.e2e_bench import MONGODS, batch_events, stack_pids
+from bench.proc import cpu_seconds
 from bench.results import Figure, publish_figures
 from logriver_common.decoding import Rejection, decode_event
 from logriver_common.documents import event_to_document

@@ -39,12 +39,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from pymongo import AsyncMongoClient, WriteConcern
 
 from bench.lean_http import LeanClient
+from bench.proc import cpu_seconds
 from bench.results import Figure, publish_figures
 from logriver_common.auth import DEV_KEY
 from logriver_common.documents import event_to_document
@@ -212,11 +212,6 @@ async def burst(
 
     await asyncio.gather(*(client(c) for c in range(CLIENTS)))
     return latencies
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def measure(url: str, pid: int, newest: datetime, days: float) -> list[Result]:

@@ -35,6 +35,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.proc import cpu_seconds, rss_mib
 from bench.results import Figure, publish_figures
 from logriver_common.auth import DEV_KEY
 from tests.processes import ServiceProcess
@@ -42,7 +43,6 @@ from tests.stack import STACK
 
 _RECEIVED_AT = re.compile(rb'"received_at":"([^"]+)"')
 _DROPPED = re.compile(rb'event: dropped\ndata: \{"dropped": (\d+)\}')
-_TICKS = os.sysconf("SC_CLK_TCK")
 _MAX_SAMPLES = 3_000_000  # bounds the bench's own memory when every client gets every event
 
 
@@ -114,25 +114,6 @@ class SseClient:
             writer.close()
 
 
-class ProcStats:
-    """CPU seconds and RSS of a process, from /proc."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
-
-    def rss_mib(self) -> float:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
-
-
 async def produce(topic: str, rate: int, services: int, stop: asyncio.Event) -> int:
     producer = AIOKafkaProducer(bootstrap_servers=STACK.kafka, linger_ms=5, acks=1)
     await producer.start()
@@ -177,19 +158,19 @@ class Row:
 
 
 async def measure(
-    clients: list[SseClient], window: Window, server: ProcStats, duration: float
+    clients: list[SseClient], window: Window, server: int, duration: float
 ) -> tuple[float, float, float]:
     """Measure for ``duration`` s; returns (server CPU %, server RSS MiB, client CPU %)."""
-    me = ProcStats(os.getpid())
-    cpu0, mine0, t0 = server.cpu_seconds(), me.cpu_seconds(), time.monotonic()
+    me = os.getpid()
+    cpu0, mine0, t0 = cpu_seconds(server), cpu_seconds(me), time.monotonic()
     window.latencies.clear()
     window.events = window.dropped = 0
     window.start, window.stop = time.time(), time.time() + duration
     await asyncio.sleep(duration)
     elapsed = time.monotonic() - t0
-    cpu = (server.cpu_seconds() - cpu0) / elapsed * 100
-    mine = (me.cpu_seconds() - mine0) / elapsed * 100
-    return cpu, server.rss_mib(), mine
+    cpu = (cpu_seconds(server) - cpu0) / elapsed * 100
+    mine = (cpu_seconds(me) - mine0) / elapsed * 100
+    return cpu, rss_mib(server), mine
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -226,8 +207,8 @@ async def run(args: argparse.Namespace) -> list[Row]:
         proc.wait_ready()
         if proc.proc is None:
             raise RuntimeError("the stream instance did not start")
-        server = ProcStats(proc.proc.pid)
-        rss_before = server.rss_mib()
+        server = proc.proc.pid
+        rss_before = rss_mib(server)
         window = Window(start=float("inf"))
         producer = asyncio.create_task(produce(topic, args.rate, args.services, stop))
         steps = [args.clients] if args.no_step_up else _steps(args.clients, args.max_clients)
