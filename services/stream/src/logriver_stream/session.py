@@ -64,6 +64,12 @@ class Session:
         self._consumer: AIOKafkaConsumer | None = None
         self._holds_replay_slot = False
         self._closed = False
+        # Labelled children looked up once: per write they cost more than the observation.
+        transport = subscriber.transport
+        self._delivered = metrics.DELIVERED.labels(transport)
+        self._latency = metrics.LATENCY.labels(transport)
+        self._lag = metrics.LAG.labels(transport)
+        self._dropped = metrics.DROPPED.labels(transport)
 
     async def prepare(self, *, resume: dict[int, int] | None, since: float | None) -> None:
         """Resolve a resume or since against the topic; raises ``ResumeError``.
@@ -183,9 +189,9 @@ class Session:
                     last_id = checkpoint
                     next_beat = time.monotonic() + heartbeat
                 continue
-            metrics.LAG.labels(sub.transport).observe(batch_.lag)
+            self._lag.observe(batch_.lag)
             if batch_.dropped:
-                metrics.DROPPED.labels(sub.transport).inc(batch_.dropped)
+                self._dropped.inc(batch_.dropped)
                 await out.dropped(batch_.dropped)
             if batch_.records:
                 await out.records(batch_.records)
@@ -194,11 +200,10 @@ class Session:
             next_beat = time.monotonic() + heartbeat
 
     def _observe(self, records: Sequence[StreamRecord], *, live: bool = True) -> None:
-        transport = self.subscriber.transport
-        metrics.DELIVERED.labels(transport).inc(len(records))
+        self._delivered.inc(len(records))
         if not live:
             return  # replayed events are old by design; latency is about live delivery
-        latency = metrics.LATENCY.labels(transport)
+        latency = self._latency
         now = time.time()
         for record in records:
             if record.received_at is not None:

@@ -37,6 +37,7 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from logriver_stream.direct_send import body_send
 from logriver_stream.records import StreamRecord
 from logriver_stream.session import SHUTTING_DOWN, Session
 from logriver_stream.subscriber import CloseReason
@@ -123,7 +124,11 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            out = SseOutbound(send, retry_ms=self._retry_ms, timeout=self._send_timeout)
+            # The start above and the end below go through the middleware chain (headers,
+            # CORS, the server span's end); the chunks between go to the server directly.
+            out = SseOutbound(
+                body_send(scope, send), retry_ms=self._retry_ms, timeout=self._send_timeout
+            )
             if self._session is None:
                 code, detail = self._final or ("internal_error", "no stream")
                 await out.write(error_frame(code, detail))
