@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -10,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from logriver_common.app import create_service_app
+from logriver_common.app import create_service_app, tune_garbage_collector
 from logriver_common.settings import ServiceSettings, TelemetrySettings
 from logriver_common.web.errors import ApiError
 
@@ -116,3 +117,22 @@ def test_healthz_and_metrics(client: TestClient) -> None:
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
     assert "python_info" in metrics.text
+
+
+def test_services_collect_young_objects_rarely_and_freeze_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOGRIVER_GC_YOUNG_THRESHOLD", "20000")
+    assert ServiceSettings().gc_young_threshold == 20_000
+    monkeypatch.setenv("LOGRIVER_GC_YOUNG_THRESHOLD", "5")  # a collection every 5 allocations
+    with pytest.raises(ValueError, match="LOGRIVER_GC_YOUNG_THRESHOLD"):
+        ServiceSettings()
+    monkeypatch.delenv("LOGRIVER_GC_YOUNG_THRESHOLD")
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collector(ServiceSettings().gc_young_threshold)
+        assert gc.get_threshold() == (50_000, 10, 10)
+        assert gc.get_freeze_count() > 0  # what start-up built is out of every scan
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
