@@ -214,6 +214,19 @@ async def burst(
     return latencies
 
 
+async def newest_stored(database: str) -> datetime:
+    """The newest event's time in a kept database: the windows are placed from it."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri, tz_aware=True)
+    try:
+        newest = await client[database]["logs"].find_one({}, sort=[("timestamp", -1)])
+    finally:
+        await client.close()
+    if newest is None:
+        raise SystemExit(f"{database} holds no events")
+    stamp: datetime = newest["timestamp"]  # the loader's last event is at `newest` itself
+    return stamp
+
+
 async def measure(url: str, pid: int, newest: datetime, days: float) -> list[Result]:
     rng = random.Random(3)
     span_h = int(days * 24) - 1
@@ -380,10 +393,14 @@ async def main() -> None:
     parser.add_argument("--days", type=float, default=7.0, help="the span the events cover")
     parser.add_argument("--keep", action="store_true", help="do not drop the database")
     parser.add_argument(
+        "--database",
+        help="measure a database a --keep run loaded (same --events and --days), without loading",
+    )
+    parser.add_argument(
         "--profile", metavar="FILE", help="py-spy the service while it serves (collapsed stacks)"
     )
     args = parser.parse_args()
-    database = f"bench_query_{uuid.uuid4().hex[:8]}"
+    database = args.database or f"bench_query_{uuid.uuid4().hex[:8]}"
     prefix = f"bench-{uuid.uuid4().hex[:6]}:"
     newest = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     print(f"query bench: {args.events:,} events over {args.days} days in {database}")
@@ -392,7 +409,11 @@ async def main() -> None:
     storage: dict[str, float] = {}
     try:
         started = time.perf_counter()
-        await load(database, args.events, newest, args.days)
+        if args.database:
+            newest = await newest_stored(database)
+            print(f"  reusing it (newest event {newest.isoformat()})")
+        else:
+            await load(database, args.events, newest, args.days)
         print(f"  load took {time.perf_counter() - started:,.0f} s")
         env = {
             "LOGRIVER_MONGO_DATABASE": database,
@@ -437,7 +458,7 @@ async def main() -> None:
     finally:
         if service is not None:
             service.terminate()
-        if not args.keep:
+        if not (args.keep or args.database):
             client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri)
             await client.drop_database(database)
             await client.close()

@@ -75,22 +75,22 @@ def run_service(app: ASGIApp, settings: ServiceSettings) -> None:
 
 
 def tune_garbage_collector(young_threshold: int) -> None:
-    """Collect cycles rarely, and never scan what start-up built.
-
-    The services free almost everything by reference counting (the collector
-    finds nothing in them: ``collected=0`` on every pass we logged), but with
-    Python's default threshold of 700 allocations a busy event loop runs the
-    young collection hundreds of times a second, and the objects alive at each
-    one (records in flight, queued batches) are promoted until a full
-    collection walks the whole heap. With 1,000 SSE clients the stream instance
-    had 300,000 tracked objects (each connection's middleware coroutines) and
-    a full collection took 180-250 ms, twelve times in 25 s: that pause was the
-    live tail's p99. At 50,000 the in-flight objects are mostly gone before a
-    collection sees them, no full collection ran in the same bench, and p99
-    went from 311-415 to 180-191 ms (docs/performance.md).
+    """Never scan what start-up built; collect young objects every ``young_threshold``.
 
     ``freeze`` moves everything built before serving (modules, the app, its
-    routes) to a generation no collection scans.
+    routes) to a generation no collection scans, so a full collection walks
+    only what serving created.
+
+    The threshold is Python's 700 except in the stream service (50,000). With
+    1,000 SSE clients its heap held 300,000 tracked objects (each connection's
+    middleware coroutines), and at 40,000 deliveries/s the young collection ran
+    hundreds of times a second, promoting whatever was in flight until a full
+    collection was due: twelve in 25 s, 180-250 ms each, collecting nothing
+    (reference counting frees these objects). That pause was the live tail's
+    p99. At 50,000 no full collection ran in the same bench and p99 went from
+    254-279 to 171-185 ms. The query service gained nothing measurable from it
+    and its cached answers cost a little more CPU (docs/performance.md), so the
+    others keep Python's value.
     """
     gc.set_threshold(young_threshold, 10, 10)
     gc.collect()
