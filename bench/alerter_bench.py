@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
+from bench.proc import cpu_seconds
 from bench.results import publish_figures
 from logriver_alerter.rules import ChannelSpec, RuleSpec
 from logriver_alerter.store import migrate, postgres_repositories
@@ -131,8 +132,10 @@ async def metric(client: httpx.AsyncClient, prefix: str) -> float:
 
 async def sample_until(
     api: httpx.AsyncClient, events: int, proc: ServiceProcess
-) -> list[tuple[float, float]]:
-    samples: list[tuple[float, float]] = []
+) -> list[tuple[float, float, float]]:
+    """(time, events counted, the alerter's CPU seconds) until the backlog is counted."""
+    samples: list[tuple[float, float, float]] = []
+    pid = proc.proc.pid if proc.proc is not None else 0
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if not proc.running():
@@ -142,7 +145,7 @@ async def sample_until(
         except httpx.HTTPError:
             await asyncio.sleep(0.02)
             continue
-        samples.append((time.perf_counter(), count))
+        samples.append((time.perf_counter(), count, cpu_seconds(pid)))
         if count >= events:
             return samples
         await asyncio.sleep(0.2)  # /metrics runs on the alerter's loop: do not crowd it
@@ -204,12 +207,15 @@ async def run(events: int, bursts: int) -> None:
             # before it reports ready) until the whole backlog is counted.
             samples = await sample_until(api, events, proc)
             await asyncio.to_thread(proc.wait_ready)
-            started_at = next((t, n) for t, n in samples if n > 0)
+            started_at = next(sample for sample in samples if sample[1] > 0)
             if started_at[1] >= events:
                 raise SystemExit(
                     "bench: the backlog was read before the first sample; use more --events"
                 )
-            rate = (events - started_at[1]) / (samples[-1][0] - started_at[0])
+            counted = events - started_at[1]
+            rate = counted / (samples[-1][0] - started_at[0])
+            # Includes the ticks that ran during the read: what the alerter costs per event.
+            cpu_us = (samples[-1][2] - started_at[2]) * 1e6 / counted
             late = await metric(api, 'logriver_alerter_events_total{outcome="late"}')
             evaluations = await metric(api, "logriver_alerter_evaluations_total")
             tick_sum = await metric(api, "logriver_alerter_tick_seconds_sum")
@@ -252,6 +258,7 @@ async def run(events: int, bursts: int) -> None:
         ("events in backlog", f"{events}"),
         ("services / rules", f"{SERVICES} / {status['rules']}"),
         ("events/s evaluated (backlog read)", f"{rate:,.0f}"),
+        ("alerter CPU per event (read, ticks)", f"{cpu_us:.1f} µs"),
         ("of which too late for any window", f"{late:,.0f}"),
         ("ticks during the read", f"{ticks:,.0f}"),
         ("rule evaluations during the read", f"{evaluations:,.0f}"),

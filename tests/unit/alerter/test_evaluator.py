@@ -188,3 +188,17 @@ async def test_late_events_are_dropped() -> None:
     old = LogEvent(service="api", level=Level.ERROR, message="m", timestamp=T0 - timedelta(hours=1))
     assert not evaluator.ingest(0, old, clock.now)
     assert "api" not in evaluator.windows
+
+
+async def test_how_far_back_events_count_follows_the_rules_on_refresh() -> None:
+    evaluator, store, _, clock = await setup(make_rule(window_seconds=10))
+    five_minutes_old = LogEvent(
+        service="api", level=Level.ERROR, message="m", timestamp=T0 - timedelta(minutes=5)
+    )
+    assert not evaluator.ingest(0, five_minutes_old, clock.now)  # older than any window
+    store.rules = [make_rule(window_seconds=600)]
+    await evaluator.refresh()
+    assert evaluator.ingest(0, five_minutes_old, clock.now)  # inside the new 10-minute window
+    store.rules = []
+    await evaluator.refresh()  # no rules: the default horizon of a minute
+    assert not evaluator.ingest(0, five_minutes_old, clock.now)

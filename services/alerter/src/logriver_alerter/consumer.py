@@ -45,9 +45,11 @@ tracer = trace.get_tracer("logriver.alerter")
 MAX_COUNT_SPANS = 64
 
 
-def decode(record: ConsumerRecord[Any, Any]) -> Event | None:
-    """The record's event; refused ones are the writer's to dead-letter, here just skipped."""
-    event = decode_event(record.value)
+def decode(record: ConsumerRecord[Any, Any], now: datetime) -> Event | None:
+    """The record's event; refused ones are the writer's to dead-letter, here just skipped.
+
+    ``now`` (for the future-skew check) is read once per fetched batch."""
+    event = decode_event(record.value, now=now)
     if isinstance(event, Rejection):
         metrics.EVENTS.labels("invalid").inc()
         return None
@@ -111,7 +113,7 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
 
         def count_one(record: ConsumerRecord[Any, Any]) -> None:
             nonlocal newest
-            event = decode(record)
+            event = decode(record, now)
             if event is None:
                 return
             if skip and event.id in skip:

