@@ -111,6 +111,25 @@ def make_events(count: int, newest: datetime, seed: int = 5) -> list[dict[str, A
     return docs
 
 
+def spread_events(
+    count: int, hours: int, *, seed: int, message: str
+) -> tuple[list[dict[str, Any]], datetime]:
+    """``count`` events at random times over the ``hours`` before ``newest`` (3 minutes
+    ago), in four services and every level; the documents and ``newest``."""
+    rng = random.Random(seed)
+    newest = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+    docs = []
+    for _ in range(count):
+        event = LogEvent(
+            timestamp=newest - timedelta(milliseconds=rng.randrange(hours * 3_600_000)),
+            service=rng.choice(SERVICES[:4]),
+            level=Level(rng.choice(LEVELS)),
+            message=message,
+        )
+        docs.append(event_to_document(event, None))
+    return docs, newest
+
+
 @asynccontextmanager
 async def stored(docs: list[dict[str, Any]], prefix: str) -> AsyncIterator[str]:
     """A new database holding ``docs`` on every member; its name; dropped afterwards."""

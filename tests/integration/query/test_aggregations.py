@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -10,15 +9,12 @@ from typing import Any
 
 import pytest
 
-from logriver_common.documents import event_to_document
-from logriver_common.event import Level, LogEvent
 from logriver_writer.rollups import template_of
 from tests.integration.query.conftest import (
-    LEVELS,
-    SERVICES,
     DataSet,
     QueryApp,
     query_settings,
+    spread_events,
     start_query_app,
     stored,
 )
@@ -188,17 +184,7 @@ async def test_a_scan_that_runs_out_of_budget_says_so(dataset: DataSet) -> None:
 async def spread(stack: None) -> AsyncIterator[tuple[QueryApp, list[dict[str, Any]], datetime]]:
     """4,000 events at random times over 30 hours: every rollup part (minutes, quarters, hours)
     and both partial edge hours hold counts."""
-    rng = random.Random(11)
-    newest = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
-    docs = []
-    for _ in range(4_000):
-        event = LogEvent(
-            timestamp=newest - timedelta(milliseconds=rng.randrange(30 * 3_600_000)),
-            service=rng.choice(SERVICES[:4]),
-            level=Level(rng.choice(LEVELS)),
-            message="spread event",
-        )
-        docs.append(event_to_document(event, None))
+    docs, newest = spread_events(4_000, 30, seed=11, message="spread event")
     async with stored(docs, "test_spread") as database:
         async for app in start_query_app(query_settings(database)):
             yield app, docs, newest

@@ -26,14 +26,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
 EVENTS = 20_000
 
 
-async def _event_counts(client: MongoClient, database: str) -> Counter[tuple[Any, ...]]:
-    """(hour, service, level) → count, computed over the stored events."""
+async def _event_counts(
+    client: MongoClient, database: str, unit: str = "hour"
+) -> Counter[tuple[Any, ...]]:
+    """(hour or day, service, level) → count, computed over the stored events."""
     logs = client[database].get_collection("logs", read_concern=ReadConcern("majority"))
     pipeline: list[dict[str, Any]] = [
         {
             "$group": {
                 "_id": {
-                    "t": {"$dateTrunc": {"date": "$timestamp", "unit": "hour"}},
+                    "t": {"$dateTrunc": {"date": "$timestamp", "unit": unit}},
                     "s": "$service",
                     "l": "$level",
                 },
@@ -52,6 +54,17 @@ async def _rollup_counts(client: MongoClient, database: str) -> Counter[tuple[An
         key = (doc["t"], doc["service"], doc["level"])
         out[key] += doc["n"]
         assert sum(doc["m"].values()) == doc["n"], doc  # minute counts add up to the hour
+    return out
+
+
+async def _daily_counts(client: MongoClient, database: str) -> Counter[tuple[Any, ...]]:
+    daily = client[database].get_collection(
+        "logs_rollups_daily", read_concern=ReadConcern("majority")
+    )
+    out: Counter[tuple[Any, ...]] = Counter()
+    async for doc in daily.find({"_id": {"$ne": "coverage"}}):
+        out[(doc["t"], doc["service"], doc["level"])] += doc["n"]
+        assert sum(doc["h"].values()) == doc["n"], doc  # the hours add up to the day
     return out
 
 
@@ -85,6 +98,9 @@ async def test_kill_9_mid_batch_keeps_rollups_equal_to_the_stored_events(
         assert await _rollup_counts(client, mongo_database) == await _event_counts(
             client, mongo_database
         )
+        assert await _daily_counts(client, mongo_database) == await _event_counts(
+            client, mongo_database, "day"
+        )
 
         second = service_process("writer", env=env)
         # A transaction the killed writer left open holds its rows until MongoDB aborts it
@@ -100,6 +116,9 @@ async def test_kill_9_mid_batch_keeps_rollups_equal_to_the_stored_events(
         rollups = await _rollup_counts(client, mongo_database)
         assert rollups == await _event_counts(client, mongo_database)
         assert sum(rollups.values()) == EVENTS
+        assert await _daily_counts(client, mongo_database) == await _event_counts(
+            client, mongo_database, "day"
+        )
         assert await _template_total(client, mongo_database) == EVENTS
         db = client[mongo_database]
         assert await db["logs"].count_documents({"th": {"$exists": False}}) == 0

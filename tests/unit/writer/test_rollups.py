@@ -112,3 +112,29 @@ def test_one_upsert_per_bucket_with_minute_counts() -> None:
     assert timeout["$min"] == {"first": base + timedelta(seconds=5)}
     assert timeout["$max"]["last"] == base + timedelta(seconds=70)
     assert entries[docs[2]["th"]]["$max"]["last"] == base + timedelta(hours=1)
+
+
+def test_one_daily_upsert_per_day_service_and_level_with_hour_counts() -> None:
+    day = datetime(2026, 1, 2, tzinfo=UTC)
+    docs = [
+        _doc(day + timedelta(hours=3, minutes=5), "api", "ERROR", "a"),
+        _doc(day + timedelta(hours=3, minutes=20), "api", "ERROR", "b"),
+        _doc(day + timedelta(hours=23, minutes=59, seconds=59), "api", "ERROR", "c"),
+        _doc(day + timedelta(days=1), "api", "ERROR", "d"),  # the next day's first second
+        _doc(day, "web", "INFO", "e"),
+    ]
+    ops = rollup_updates(docs, [enrich(d) for d in docs], retention=timedelta(days=30))
+    by_id = {_spec(op, "_filter")["_id"]: _spec(op) for op in ops.daily}
+    ms = int(day.timestamp() * 1000)
+    api = by_id[f"{ms}|api|ERROR"]
+    assert api["$inc"] == {"n": 3, "h.3": 2, "h.23": 1}
+    assert api["$max"] == {"last": day + timedelta(hours=23, minutes=59, seconds=59)}
+    assert api["$setOnInsert"] == {
+        "t": day,
+        "service": "api",
+        "level": "ERROR",
+        "expire_at": day + timedelta(days=30),
+    }
+    assert by_id[f"{ms + 86_400_000}|api|ERROR"]["$inc"] == {"n": 1, "h.0": 1}
+    assert by_id[f"{ms}|web|INFO"]["$inc"] == {"n": 1, "h.0": 1}
+    assert len(ops.daily) == 3

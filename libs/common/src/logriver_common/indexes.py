@@ -12,6 +12,7 @@ read in index order and stops after ``limit + 1`` keys (no blocking SORT; with
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -57,6 +58,9 @@ ROLLUP_INDEXES: list[IndexModel] = [
     ),
     IndexModel([("expire_at", ASCENDING)], name="expire_at_ttl", expireAfterSeconds=0),
 ]
+# Daily rollups: one document per (day, service, level) with the day's hours and quarters,
+# so a week's histogram reads 8 documents per service and level instead of 168.
+DAILY_ROLLUP_INDEXES = ROLLUP_INDEXES
 TEMPLATE_ROLLUP_INDEXES: list[IndexModel] = [
     IndexModel([("level", ASCENDING), ("t", ASCENDING)], name="level_t"),
     # A template's text for counts that came from scanning events (which store only `th`).
@@ -110,12 +114,43 @@ class RollupCollections(NamedTuple):
     counts: str
     templates: str
     dictionary: str
+    daily: str
 
 
 def rollup_collection_names(collection: str) -> RollupCollections:
-    """The collections holding ``collection``'s counts, template counts and templates' words."""
+    """The collections holding ``collection``'s hourly counts, template counts, templates'
+    words and daily counts."""
     return RollupCollections(
-        f"{collection}_rollups", f"{collection}_template_rollups", f"{collection}_templates"
+        f"{collection}_rollups",
+        f"{collection}_template_rollups",
+        f"{collection}_templates",
+        f"{collection}_rollups_daily",
+    )
+
+
+# The daily collection's one other document: daily counts are complete for the days from
+# `since` on (the writer has counted every event of those days into them). Days before it
+# are read from the hourly rollups until the writer's backfill has moved `since` back.
+DAILY_COVERAGE_ID = "coverage"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+async def ensure_daily_coverage(collection: AsyncCollection[dict[str, Any]]) -> None:
+    """Create the coverage marker once: from the start of time for a store with no counts
+    yet, else from tomorrow (today's earlier events were counted by hour only)."""
+    names = rollup_collection_names(collection.name)
+    daily = collection.database[names.daily]
+    if await daily.find_one({"_id": DAILY_COVERAGE_ID}) is not None:
+        return
+    if await collection.database[names.counts].find_one({}, {"_id": 1}) is None:
+        since = EPOCH
+    else:
+        now = datetime.now(UTC)
+        since = datetime(now.year, now.month, now.day, tzinfo=UTC) + DAY
+    # The first writer to get here decides; the others find its marker.
+    await daily.update_one(
+        {"_id": DAILY_COVERAGE_ID}, {"$setOnInsert": {"since": since}}, upsert=True
     )
 
 
@@ -129,4 +164,6 @@ async def ensure_log_indexes(collection: AsyncCollection[dict[str, Any]]) -> lis
     await collection.database[names_of.counts].create_indexes(ROLLUP_INDEXES)
     await collection.database[names_of.templates].create_indexes(TEMPLATE_ROLLUP_INDEXES)
     await collection.database[names_of.dictionary].create_indexes(TEMPLATE_DICTIONARY_INDEXES)
+    await collection.database[names_of.daily].create_indexes(DAILY_ROLLUP_INDEXES)
+    await ensure_daily_coverage(collection)
     return names

@@ -1,11 +1,16 @@
 """Exact counts from the writer's rollups, and a bounded scan where rollups cannot answer.
 
-Rollups (``logs_rollups``, written by services/writer/.../rollups.py in the same
-transaction as the events) hold one document per ``(hour, service, level)``
-with the hour's count ``n`` and per-minute counts ``m.<0..59>``. A window is
-answered from them for its whole minutes; the partial minutes at its two edges
-(at most two minutes of events) are counted over the events, so the answer is
-exactly a count over the stored events, at any window up to the range limit.
+Rollups (written by services/writer/.../rollups.py in the same transaction as the
+events) hold one document per ``(hour, service, level)`` (``logs_rollups``: the hour's
+count ``n``, quarter-hour counts ``q.<0..3>`` and per-minute counts ``m.<0..59>``) and
+one per ``(day, service, level)`` (``logs_rollups_daily``: ``n`` and ``h.<0..23>``). A
+window is answered from them for its whole minutes: whole hours in hour buckets (and
+whole days in one bucket) from the daily documents where those are complete (the coverage
+marker, see ``ensure_daily_coverage``), else from the hourly ones; the hours cut by the
+window from
+their quarters and minutes; the partial minutes at its two edges (at most two minutes of
+events) are counted over the events. So the answer is exactly a count over the stored
+events, at any window up to the range limit.
 
 Rollups know only service and level. A filter on host, env, trace_id, ``q`` or
 ``meta.*`` is answered by scanning the events, newest slice first, within a
@@ -24,7 +29,7 @@ from typing import Any
 
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
-from logriver_common.indexes import rollup_collection_names
+from logriver_common.indexes import DAILY_COVERAGE_ID, rollup_collection_names
 from logriver_query.cursor import from_ms, to_ms
 from logriver_query.filters import LogFilter, TimeRange
 from logriver_query.reads import Collection
@@ -32,6 +37,12 @@ from logriver_query.reads import Collection
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 QUARTER_MS = 15 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+# How long a process trusts the coverage it read. Coverage only moves back (older) as the
+# writer's backfill proceeds, so a stale value sends more hours to the hourly rollups:
+# slower for a while, never wrong.
+COVERAGE_TTL_S = 30.0
+_coverage: dict[tuple[str, str], tuple[int, float]] = {}
 # Key: (bucket start ms, service, level) → count.
 Rows = dict[tuple[int, str, str], int]
 
@@ -41,13 +52,30 @@ def answerable(flt: LogFilter) -> bool:
     return not (flt.host or flt.env or flt.trace_id or flt.q or flt.meta)
 
 
-def rollups_of(events: Collection, template: bool = False) -> Collection:
+def rollups_of(events: Collection, template: bool = False, daily: bool = False) -> Collection:
     names = rollup_collection_names(events.name)
     return events.database.get_collection(
-        names.templates if template else names.counts,
+        names.templates if template else names.daily if daily else names.counts,
         read_preference=events.read_preference,
         read_concern=events.read_concern,
     )
+
+
+async def daily_since(events: Collection) -> int:
+    """From when (ms) the daily rollups are complete; ``2**62`` when they are not yet kept."""
+    key = (events.database.name, events.name)
+    cached = _coverage.get(key)
+    if cached is not None and time.monotonic() - cached[1] < COVERAGE_TTL_S:
+        return cached[0]
+    marker = await rollups_of(events, daily=True).find_one({"_id": DAILY_COVERAGE_ID})
+    since = to_ms(marker["since"]) if marker is not None else 2**62
+    _coverage[key] = (since, time.monotonic())
+    return since
+
+
+def forget_daily_coverage() -> None:
+    """Read the coverage marker again on the next request (tests move it)."""
+    _coverage.clear()
 
 
 def _bucket(ms: int, first: int, size_ms: int) -> int:
@@ -102,22 +130,42 @@ async def rollup_rows(
             part, part_ms = "q", QUARTER_MS
         else:
             part, part_ms = "m", MINUTE_MS
-        match = {**dims, "t": {"$gte": from_ms(h0), "$lt": from_ms(h1)}}
-        key = {"t": _hour_key(part, h0, size), **dimensions}
-        parts = HOUR_MS // part_ms
-        sums = (
-            {"a0": {"$sum": "$n"}}
-            if part == "n"
-            else {f"a{k}": {"$sum": f"${part}.{k}"} for k in range(parts)}
-        )
-        for row in await _group(collection, match, key, sums, max_time_ms):
-            t = row["_id"]["t"]
-            hour = t if isinstance(t, int) else to_ms(t)
-            for k in range(parts):
-                if n := row[f"a{k}"]:
-                    # For `n` over several hours per bucket, `hour` is already the bucket.
-                    at = hour + k * part_ms
-                    rows[(_bucket(at, first, size), row["_id"]["s"], row["_id"]["l"])] += n
+        by_hours = [(h0, h1)]  # what the hourly documents still have to answer
+        if part == "n":
+            # Days the daily rollups cover: one document per day instead of 24.
+            covered = max(h0, await daily_since(events))
+            if size == 0:
+                # One bucket: whole days add their `n` (a 7-day summary reads 6 of them).
+                d0, d1 = -(-covered // DAY_MS) * DAY_MS, h1 - h1 % DAY_MS
+                if d0 < d1:
+                    await _sum_daily(
+                        events, dims, dimensions, d0, d1, None, first, rows, max_time_ms
+                    )
+                    by_hours = [(h0, d0), (d1, h1)]
+            elif covered < h1:
+                # Hour buckets: the day's `h.<hour>` counts, for the hours in the window.
+                await _sum_daily(
+                    events, dims, dimensions, covered, h1, size, first, rows, max_time_ms
+                )
+                by_hours = [(h0, covered)]
+        for start, end in by_hours:
+            if start < end:
+                match = {**dims, "t": {"$gte": from_ms(start), "$lt": from_ms(end)}}
+                key = {"t": _hour_key(part, start, size), **dimensions}
+                parts = HOUR_MS // part_ms
+                sums = (
+                    {"a0": {"$sum": "$n"}}
+                    if part == "n"
+                    else {f"a{k}": {"$sum": f"${part}.{k}"} for k in range(parts)}
+                )
+                for row in await _group(collection, match, key, sums, max_time_ms):
+                    t = row["_id"]["t"]
+                    hour = t if isinstance(t, int) else to_ms(t)
+                    for k in range(parts):
+                        if n := row[f"a{k}"]:
+                            # For `n` over several hours per bucket, `hour` is the bucket.
+                            at = hour + k * part_ms
+                            rows[(_bucket(at, first, size), row["_id"]["s"], row["_id"]["l"])] += n
         edge_hours = [h for h in (h0 - HOUR_MS, h1) if max(h, m0) < min(h + HOUR_MS, m1)]
     else:
         edge_hours = list(range(m0 - m0 % HOUR_MS, m1, HOUR_MS))
@@ -147,6 +195,41 @@ async def rollup_rows(
     if m1 < until:
         await _scan_edge(events, flt, m1, until, rows, first, size, max_time_ms, keep)
     return rows
+
+
+async def _sum_daily(
+    events: Collection,
+    dims: dict[str, Any],
+    dimensions: dict[str, str],
+    start: int,
+    end: int,
+    size: int | None,
+    first: int,
+    rows: Rows,
+    max_time_ms: int,
+) -> None:
+    """Add the daily rollups' counts of the whole hours in ``[start, end)``.
+
+    ``size`` None: ``start`` and ``end`` are day starts and everything goes to the one
+    bucket ``first`` (the days' `n`). Otherwise every hour of the days touched is summed
+    (`h.0` .. `h.23`, 24 accumulators) and Python keeps those inside the window.
+    """
+    daily = rollups_of(events, daily=True)
+    day0 = start - start % DAY_MS
+    match = {**dims, "t": {"$gte": from_ms(day0), "$lt": from_ms(end)}}
+    if size is None:
+        key: dict[str, Any] = {"t": {"$literal": first}, **dimensions}
+        for row in await _group(daily, match, key, {"a0": {"$sum": "$n"}}, max_time_ms):
+            rows[(first, row["_id"]["s"], row["_id"]["l"])] += row["a0"]
+        return
+    key = {"t": "$t", **dimensions}
+    sums = {f"a{k}": {"$sum": f"$h.{k}"} for k in range(24)}
+    for row in await _group(daily, match, key, sums, max_time_ms):
+        day = to_ms(row["_id"]["t"])
+        for k in range(24):
+            at = day + k * HOUR_MS
+            if start <= at < end and (n := row[f"a{k}"]):
+                rows[(_bucket(at, first, size), row["_id"]["s"], row["_id"]["l"])] += n
 
 
 def _hour_key(part_name: str, low: int, size: int) -> Any:

@@ -5,6 +5,8 @@ HTTP (port 8004) serves only ``/healthz``, ``/readyz`` and ``/metrics``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -18,6 +20,7 @@ from logriver_common.indexes import ensure_log_indexes
 from logriver_common.lifespan import Supervisor
 from logriver_common.web.health import Readiness
 from logriver_writer.consumer import WriterConsumer
+from logriver_writer.daily_backfill import backfill_daily
 from logriver_writer.settings import WriterSettings
 
 CONSUMER_CHECK = "consumer"
@@ -39,6 +42,10 @@ def create_app(settings: WriterSettings | None = None) -> FastAPI:
             readiness.add("mongodb", partial(clients.check_mongo, mongo))
             collection = mongo[settings.mongo.database][settings.mongo.collection]
             await ensure_log_indexes(collection)
+            # Finite, and never fatal to the writer (it retries its own failures), so it is not a
+            # supervised task: readiness does not depend on it; shutdown cancels it.
+            backfill = asyncio.create_task(backfill_daily(collection), name="daily_backfill")
+            stack.push_async_callback(_cancel, backfill)
             writer = WriterConsumer(
                 settings=settings,
                 consumer=clients.kafka_consumer(
@@ -67,3 +74,9 @@ def create_app(settings: WriterSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Health and metrics of the Kafka → MongoDB writer.",
     )
+
+
+async def _cancel(task: asyncio.Task[int]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -2,7 +2,9 @@
 by the writer.
 
 Every stored event adds one to a rollup document per ``(hour, service, level)``
-(``n`` for the hour, ``q.<quarter>`` per 15 minutes, ``m.<minute>`` per minute) and one per
+(``n`` for the hour, ``q.<quarter>`` per 15 minutes, ``m.<minute>`` per minute), one per
+``(day, service, level)`` (``n`` and ``h.<hour>``: long histograms and summaries read a
+day from one document) and one per
 ``(hour, service, level, template)`` (for top messages). Each template also has one
 dictionary document (``_id`` = its hash ``th``) listing the words of its text and when it
 was first and last seen: a whole-word query looks the words up there and then reads only
@@ -39,7 +41,12 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DocumentTooLarge, OperationFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
-from logriver_common.indexes import dictionary_words, rollup_collection_names
+from logriver_common.indexes import (
+    EPOCH,
+    RollupCollections,
+    dictionary_words,
+    rollup_collection_names,
+)
 from logriver_writer.sink import (
     DUPLICATE_KEY,
     Document,
@@ -49,8 +56,8 @@ from logriver_writer.sink import (
     encoding_problem,
 )
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 MINUTE_MS = 60_000
 TEMPLATE_CHARS = 200
 # How much of a message its template (and so its dictionary words) comes from.
@@ -114,7 +121,7 @@ class RollupSettings(BaseSettings):
 @dataclass
 class _Bucket:
     n: int = 0
-    minutes: dict[int, int] = field(default_factory=dict)
+    parts: dict[int, int] = field(default_factory=dict)  # per minute (hourly), per hour (daily)
     last: datetime | None = None
 
 
@@ -135,34 +142,76 @@ class _DictionaryEntry:
 
 @dataclass
 class RollupOps:
-    """One batch's upserts: counts, template counts, dictionary entries."""
+    """One batch's upserts: hourly counts, template counts, dictionary entries, daily counts."""
 
     counts: list[UpdateOne]
     templates: list[UpdateOne]
     dictionary: list[UpdateOne]
+    daily: list[UpdateOne]
+
+    def by_collection(self, names: RollupCollections) -> list[tuple[str, list[UpdateOne]]]:
+        """``(collection name, its upserts)`` for :func:`rollup_collection_names`'s names."""
+        return [
+            (names.counts, self.counts),
+            (names.templates, self.templates),
+            (names.dictionary, self.dictionary),
+            (names.daily, self.daily),
+        ]
 
 
-def _ms(value: datetime) -> int:
+def epoch_ms(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return (value - EPOCH) // timedelta(milliseconds=1)
 
 
+def counts_id(start_ms: int, service: str, level: str) -> str:
+    """The ``_id`` of an hourly or daily counts document (``start_ms``: its hour or day)."""
+    return f"{start_ms}|{service}|{level}"
+
+
+def _count_upsert(
+    start_ms: int,
+    service: str,
+    level: str,
+    inc: dict[str, int],
+    last: datetime | None,
+    retention: timedelta,
+) -> UpdateOne:
+    """The upsert of an hourly or daily counts document (``start_ms``: its hour or day)."""
+    start = EPOCH + timedelta(milliseconds=start_ms)
+    return UpdateOne(
+        {"_id": counts_id(start_ms, service, level)},
+        {
+            "$inc": inc,
+            "$max": {"last": last},
+            "$setOnInsert": {
+                "t": start,
+                "service": service,
+                "level": level,
+                "expire_at": start + retention,
+            },
+        },
+        upsert=True,
+    )
+
+
 def rollup_updates(
     documents: Iterable[Document], masked: Sequence[str], *, retention: timedelta
 ) -> RollupOps:
-    """The batch's upserts: one per ``(hour, service, level)``, per template bucket and per
-    template.
+    """The batch's upserts: one per ``(hour, service, level)``, per template bucket, per
+    template and per ``(day, service, level)``.
 
     ``masked[i]`` is the masked text of the i-th document (from :func:`enrich`).
     The benchmark loader calls this too, so its rollups are exactly the writer's.
     """
     counts: dict[tuple[int, str, str], _Bucket] = {}
+    days: dict[tuple[int, str, str], _Bucket] = {}
     tpl: dict[tuple[int, str, str, int], _TemplateBucket] = {}
     seen: dict[int, _DictionaryEntry] = {}
     for document, text in zip(documents, masked, strict=True):
         ts: datetime = document["timestamp"]
-        ms = _ms(ts)
+        ms = epoch_ms(ts)
         hour = ms - ms % HOUR_MS
         service, level = document["service"], document["level"]
         key = (hour, service, level)
@@ -171,9 +220,18 @@ def rollup_updates(
             bucket = counts[key] = _Bucket()
         bucket.n += 1
         minute = (ms - hour) // MINUTE_MS
-        bucket.minutes[minute] = bucket.minutes.get(minute, 0) + 1
+        bucket.parts[minute] = bucket.parts.get(minute, 0) + 1
         if bucket.last is None or ts > bucket.last:
             bucket.last = ts
+        day = ms - ms % DAY_MS
+        daily = days.get((day, service, level))
+        if daily is None:
+            daily = days[(day, service, level)] = _Bucket()
+        daily.n += 1
+        hour_of_day = (ms - day) // HOUR_MS
+        daily.parts[hour_of_day] = daily.parts.get(hour_of_day, 0) + 1
+        if daily.last is None or ts > daily.last:
+            daily.last = ts
         th = document["th"]
         entry = seen.get(th)
         if entry is None:
@@ -192,31 +250,22 @@ def rollup_updates(
             tb.last = ts
     count_ops = []
     for (hour, service, level), bucket in counts.items():
-        start = EPOCH + timedelta(milliseconds=hour)
         inc: dict[str, int] = {"n": bucket.n}
         quarters: dict[int, int] = {}
-        for minute, n in bucket.minutes.items():
+        for minute, n in bucket.parts.items():
             inc[f"m.{minute}"] = n
             quarters[minute // 15] = quarters.get(minute // 15, 0) + n
         # Quarter-hour counts: a 24 h histogram (30 min buckets) reads 4 numbers, not 60.
         for quarter, n in quarters.items():
             inc[f"q.{quarter}"] = n
-        count_ops.append(
-            UpdateOne(
-                {"_id": f"{hour}|{service}|{level}"},
-                {
-                    "$inc": inc,
-                    "$max": {"last": bucket.last},
-                    "$setOnInsert": {
-                        "t": start,
-                        "service": service,
-                        "level": level,
-                        "expire_at": start + retention,
-                    },
-                },
-                upsert=True,
-            )
-        )
+        count_ops.append(_count_upsert(hour, service, level, inc, bucket.last, retention))
+    daily_ops = []
+    for (day, service, level), bucket in days.items():
+        inc = {"n": bucket.n}
+        for hour_of_day, n in bucket.parts.items():
+            inc[f"h.{hour_of_day}"] = n
+        # It expires with the first hour of its day.
+        daily_ops.append(_count_upsert(day, service, level, inc, bucket.last, retention))
     template_ops = []
     for (hour, service, level, th), tb in tpl.items():
         start = EPOCH + timedelta(milliseconds=hour)
@@ -255,7 +304,7 @@ def rollup_updates(
         )
         for th, entry in seen.items()
     ]
-    return RollupOps(count_ops, template_ops, dictionary_ops)
+    return RollupOps(count_ops, template_ops, dictionary_ops, daily_ops)
 
 
 _MAJORITY = WriteConcern(w="majority")
@@ -297,6 +346,7 @@ class TransactionalInsert:
         self._counts = db[names.counts].with_options(write_concern=_MAJORITY)
         self._template_counts = db[names.templates].with_options(write_concern=_MAJORITY)
         self._dictionary = db[names.dictionary].with_options(write_concern=_MAJORITY)
+        self._daily = db[names.daily].with_options(write_concern=_MAJORITY)
 
     @property
     def done(self) -> bool:
@@ -372,6 +422,7 @@ class TransactionalInsert:
             await self._counts.bulk_write(ops.counts, ordered=False, session=session)
             await self._template_counts.bulk_write(ops.templates, ordered=False, session=session)
             await self._dictionary.bulk_write(ops.dictionary, ordered=False, session=session)
+            await self._daily.bulk_write(ops.daily, ordered=False, session=session)
         return len(fresh), len(batch) - len(fresh)
 
     def _absorb(self, errors: list[dict[str, Any]]) -> None:
@@ -417,10 +468,6 @@ async def load(
     db = collection.database
     ops = rollup_updates(documents, masked, retention=retention)
     concern = collection.write_concern
-    for name, updates in (
-        (names.counts, ops.counts),
-        (names.templates, ops.templates),
-        (names.dictionary, ops.dictionary),
-    ):
+    for name, updates in ops.by_collection(names):
         if updates:
             await db.get_collection(name, write_concern=concern).bulk_write(updates, ordered=False)

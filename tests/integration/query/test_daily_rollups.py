@@ -1,0 +1,122 @@
+"""Daily rollups: exact answers while the daily counts cover only recent days, and after the
+writer's backfill has built the older days from the hourly counts."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient, WriteConcern
+
+from logriver_common.indexes import DAILY_COVERAGE_ID
+from logriver_query.rollup_counts import forget_daily_coverage
+from logriver_writer.daily_backfill import backfill_daily
+from logriver_writer.rollups import counts_id, epoch_ms
+from tests.integration.query.conftest import (
+    SERVICES,
+    QueryApp,
+    query_settings,
+    spread_events,
+    start_query_app,
+    stored,
+)
+from tests.stack import STACK
+
+pytestmark = [pytest.mark.integration]
+Docs = list[dict[str, Any]]
+
+
+def iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def day_of(value: datetime) -> datetime:
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+async def four_days(stack: None) -> AsyncIterator[tuple[QueryApp, Docs, datetime, str]]:
+    """6,000 events at random times over 100 hours, in four services."""
+    docs, newest = spread_events(6_000, 100, seed=5, message="daily event")
+    async with stored(docs, "test_daily") as database:
+        async for app in start_query_app(query_settings(database)):
+            yield app, docs, newest, database
+
+
+async def assert_histograms_exact(app: QueryApp, docs: Docs, newest: datetime, odd: float) -> None:
+    """Every bucket of 15 min, 1 h and 3 h histograms over 90 odd hours equals the events'."""
+    until = newest - timedelta(seconds=odd * 60)
+    since = until - timedelta(hours=90, seconds=odd)
+    in_window = [d for d in docs if since <= d["timestamp"] < until]
+    for bucket, size_ms in (("15m", 900_000), ("1h", 3_600_000), ("3h", 10_800_000)):
+        params = {"since": iso(since), "until": iso(until), "bucket": bucket}
+        resp = await app.http.get("/v1/stats/histogram", params=params)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["source"] == "rollups"
+        want: dict[str, Counter[str]] = defaultdict(Counter)
+        for d in in_window:
+            ms = epoch_ms(d["timestamp"])
+            want[iso(datetime.fromtimestamp(ms // size_ms * size_ms / 1000, UTC))][d["level"]] += 1
+        got = {b["start"]: Counter(b["counts"]) for b in body["buckets"] if b["total"]}
+        assert got == want, bucket
+    resp = await app.http.get(
+        "/v1/stats/services", params={"since": iso(since), "until": iso(until)}
+    )
+    assert resp.status_code == 200, resp.text
+    assert {s["service"]: s["count"] for s in resp.json()["services"]} == Counter(
+        d["service"] for d in in_window
+    )
+
+
+async def test_counts_stay_exact_before_and_after_the_backfill_of_older_days(
+    four_days: tuple[QueryApp, Docs, datetime, str],
+) -> None:
+    app, docs, newest, database = four_days
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri, tz_aware=True)
+    try:
+        db = client.get_database(database, write_concern=WriteConcern(w=3, wtimeout=60_000))
+        daily = db["logs_rollups_daily"]
+        today = day_of(newest)
+        # As if the writer began keeping daily counts today: older days have none, except
+        # a partial one that a late event added since (the backfill must replace it).
+        await daily.delete_many({"t": {"$lt": today}})
+        await daily.update_one({"_id": DAILY_COVERAGE_ID}, {"$set": {"since": today}})
+        partial_day = today - timedelta(days=2)
+        await daily.insert_one(
+            {
+                "_id": counts_id(epoch_ms(partial_day), SERVICES[0], "INFO"),
+                "t": partial_day,
+                "service": SERVICES[0],
+                "level": "INFO",
+                "n": 1,
+                "h": {"5": 1},
+                "last": partial_day,
+                "expire_at": partial_day + timedelta(days=400),
+            }
+        )
+        forget_daily_coverage()
+        await assert_histograms_exact(app, docs, newest, odd=17.3)
+
+        built = await backfill_daily(db["logs"], retry_delay_s=0.1)
+        oldest = min(d["timestamp"] for d in docs)
+        assert built == (today - day_of(oldest)).days
+        coverage = await daily.find_one({"_id": DAILY_COVERAGE_ID})
+        assert coverage is not None
+        assert coverage["since"] == day_of(oldest)
+        # Every daily document now equals a count over that day's events.
+        want = Counter((day_of(d["timestamp"]), d["service"], d["level"]) for d in docs)
+        got: Counter[tuple[datetime, str, str]] = Counter()
+        async for doc in daily.find({"_id": {"$ne": DAILY_COVERAGE_ID}}):
+            got[(doc["t"], doc["service"], doc["level"])] += doc["n"]
+            assert sum(doc["h"].values()) == doc["n"], doc
+        assert got == want
+        assert await backfill_daily(db["logs"]) == 0  # nothing left to build
+
+        forget_daily_coverage()
+        await assert_histograms_exact(app, docs, newest, odd=23.9)
+    finally:
+        await client.close()
