@@ -400,7 +400,7 @@ async def sustained(pipe: Pipeline, args: argparse.Namespace, meter: Meter) -> d
 
 
 async def start_profilers(pipe: Pipeline, args: argparse.Namespace) -> list[Any]:
-    """py-spy on the gateway and the stream for the measured rounds (``--profile DIR``).
+    """py-spy on the gateway, writer, stream and alerter in the measured rounds (``--profile``).
 
     Sampling costs the profiled process little (``--nonblocking``: it is never
     paused) but py-spy itself uses CPU: quote CPU figures from runs without it.
@@ -411,7 +411,7 @@ async def start_profilers(pipe: Pipeline, args: argparse.Namespace) -> list[Any]
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     seconds = int(args.rounds * args.round_seconds)
     procs = []
-    for name in ("ingest", "stream"):
+    for name in ("ingest", "writer", "stream", "alerter"):
         pid = pipe.pids()[name]
         procs.append(
             await asyncio.create_subprocess_exec(
@@ -859,7 +859,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tail-clients", type=int, default=10)
     parser.add_argument("--query-clients", type=int, default=4)
     parser.add_argument("--rate", type=int, default=5_000)
-    parser.add_argument("--profile", metavar="DIR", help="py-spy the gateway and stream into DIR")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="py-spy the gateway, writer, stream and alerter into DIR"
+    )
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--baseline-seconds", type=float, default=15.0)
     parser.add_argument("--baseline-clients", type=int, default=32)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from logriver_common.telemetry import (
+    HeaderContexts,
     ProducerContexts,
     kafka_attributes,
     sampled_producer_context,
+    span_context_from_headers,
     traceparent_header,
 )
 
@@ -62,3 +64,22 @@ def test_helpers() -> None:
         "messaging.consumer.group.name": "g",
         "messaging.batch.message_count": 2,
     }
+
+
+def test_header_contexts_parse_each_header_once_and_match_the_propagator() -> None:
+    contexts = HeaderContexts(max_entries=3)
+    spans = [f"{n:016x}" for n in range(1, 6)]
+    for span in spans:  # more distinct headers than it holds: cleared, never wrong
+        for flags in ("01", "00"):  # unsampled contexts link too
+            record = headers(span, flags)
+            assert contexts.of(record) == span_context_from_headers(record)
+            assert contexts.of(record) is contexts.of(record)
+    with_state = [*headers(spans[0]), ("tracestate", b"vendor=1")]
+    assert contexts.of(with_state) == span_context_from_headers(with_state)
+    assert contexts.of(with_state) is not None
+    assert contexts.of(with_state).trace_state.get("vendor") == "1"  # type: ignore[union-attr]
+    assert contexts.of(headers(spans[0])).trace_state.get("vendor") is None  # type: ignore[union-attr]
+    assert contexts.of(None) is None
+    assert contexts.of([("x-other", b"1")]) is None
+    assert contexts.of([("traceparent", b"00-zz-yy-01")]) is None
+    assert len(contexts._parsed) <= 3

@@ -110,9 +110,10 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         contexts = ProducerContexts(MAX_COUNT_SPANS)
         traced: dict[tuple[int, int], tuple[trace.SpanContext, ConsumerRecord[Any, Any]]] = {}
         started = time.time_ns()
+        counted = late = 0
 
         def count_one(record: ConsumerRecord[Any, Any]) -> None:
-            nonlocal newest
+            nonlocal newest, counted, late
             event = decode(record, now)
             if event is None:
                 return
@@ -120,7 +121,10 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                 skip.discard(event.id)
                 metrics.EVENTS.labels("duplicate").inc()
             else:
-                self.evaluator.ingest(partition, event, now)
+                if self.evaluator.ingest(partition, event, now):
+                    counted += 1
+                else:
+                    late += 1
                 producer = contexts.of(record.headers)
                 if producer is not None:
                     traced.setdefault((producer.trace_id, producer.span_id), (producer, record))
@@ -129,6 +133,8 @@ class AlertConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                 newest = seen
 
         failed = handle_each(records, count_one)
+        metrics.EVENTS.labels("counted").inc(counted)
+        metrics.EVENTS.labels("late").inc(late)
         if traced:
             self.count_spans(partition, traced, contexts.records, started)
         if failed:

@@ -59,8 +59,6 @@ def judge(rule: Rule, counts: list[int]) -> Verdict:
 
 
 _LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
-_COUNTED = metrics.EVENTS.labels("counted")
-_LATE = metrics.EVENTS.labels("late")
 
 
 def _state(row: AlertRow) -> ActiveState:
@@ -140,11 +138,13 @@ class Evaluator:
     # -- events -------------------------------------------------------------------------------
 
     def ingest(self, partition: int, event: Event | LogEvent, now: datetime) -> bool:
-        """Count one event; False when it is too late for any window."""
+        """Count one event; False when it is too late for any window.
+
+        The caller counts the outcomes in ``logriver_alerter_events_total`` (once per
+        fetched batch: a Prometheus increment per event was 5% of the alerter's CPU)."""
         second = int(event.when.timestamp())
         horizon = int(now.timestamp()) - self.retention_s
         if second < horizon:
-            _LATE.inc()
             return False
         window = self.windows.get(event.service)
         if window is None:
@@ -153,7 +153,6 @@ class Evaluator:
         level = _LEVEL_INDEX[str(event.level)]
         window.add(second, level)
         window.sample(second, level, event.message, event.trace_id, event.span_id)
-        _COUNTED.inc()
         return True
 
     def watermark(self, partition: int, now: datetime) -> int:

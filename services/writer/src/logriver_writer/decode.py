@@ -20,7 +20,7 @@ from logriver_common.documents import event_to_document
 from logriver_common.event import EventLimits
 from logriver_common.ids import record_event_id
 from logriver_common.retention import RetentionPolicy
-from logriver_common.telemetry import span_context_from_headers
+from logriver_common.telemetry import HeaderContexts
 
 
 # Not frozen: a frozen dataclass's __init__ costs twice as much, and this runs per event.
@@ -43,6 +43,7 @@ class Decoder:
         self._limits = limits
         self._max_record_bytes = max_record_bytes
         self._retention = retention
+        self._contexts = HeaderContexts()
 
     def decode(self, record: Record, now: datetime | None = None) -> Decoded:
         """``now``: one clock reading for a whole fetched batch (see decode_event)."""
@@ -62,13 +63,5 @@ class Decoder:
             record=record,
             document=event_to_document(event, expire_at),
             received_at=event.received,
-            producer_span=_producer_span(record),
+            producer_span=self._contexts.of(record.headers),
         )
-
-
-def _producer_span(record: Record) -> SpanContext | None:
-    # Most records carry no trace context; skip the propagator for them (hot path).
-    headers = record.headers
-    if not headers or not any(key == "traceparent" for key, _ in headers):
-        return None
-    return span_context_from_headers(headers)
