@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pymongo import UpdateOne
 
 from logriver_common.indexes import CAPPED, MAX_WORDS, dictionary_words, in_dictionary, words_of
-from logriver_writer.rollups import enrich, masked_text, rollup_updates, template_of
+from logriver_writer.rollups import _MASKS, enrich, masked_text, rollup_updates, template_of
 
 
 def test_templates_mask_numbers_ids_hex_and_uuids() -> None:
@@ -138,3 +138,20 @@ def test_one_daily_upsert_per_day_service_and_level_with_hour_counts() -> None:
     assert by_id[f"{ms + 86_400_000}|api|ERROR"]["$inc"] == {"n": 1, "h.0": 1}
     assert by_id[f"{ms}|web|INFO"]["$inc"] == {"n": 1, "h.0": 1}
     assert len(ops.daily) == 3
+
+
+def _every_mask_in_turn(message: str) -> str:
+    text = message[:800]
+    for pattern, mask in _MASKS:
+        text = pattern.sub(mask, text)
+    return text
+
+
+@given(
+    st.text(max_size=200)
+    | st.text(alphabet="0123456789abcdefABCDEFxX-_ .:/٣３²", max_size=120)
+    | st.uuids().map(lambda u: f"req {u} failed")
+)
+def test_masking_skips_passes_without_changing_the_text(message: str) -> None:
+    """The shortcuts (no hyphen: no UUID pass; no digit: no other pass) change nothing."""
+    assert masked_text(message) == _every_mask_in_turn(message)

@@ -67,11 +67,9 @@ TEMPLATE_SOURCE_CHARS = TEMPLATE_CHARS * 4
 # but the UUID's replaces only words that contain a digit, so every digit-free word of
 # the message stays in its masked text (and so in the dictionary): the guarantee whole-word
 # search relies on. Words inside a UUID are not searchable as words.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MASKS = [
-    (
-        re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
-        "<uuid>",
-    ),
+    (_UUID, "<uuid>"),
     (re.compile(r"\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b"), "<hex>"),
     # Ids: a word that mixes letters and digits (8f3k2, user_1234, abc123); `req-8f3k2`
     # keeps its `req-` (a hyphen is not part of a word).
@@ -80,10 +78,22 @@ _MASKS = [
 ]
 
 
+_DIGIT = re.compile(r"\d")  # the masks' own notion of a digit (Unicode decimals too)
+
+
 def masked_text(message: str) -> str:
-    """The start of a message with numbers, ids, hex and UUIDs masked; its hash is ``th``."""
+    """The start of a message with numbers, ids, hex and UUIDs masked; its hash is ``th``.
+
+    The same text as applying every mask in turn, with fewer passes: a UUID needs a
+    hyphen, and every other mask matches only text with a digit, so a message without
+    one skips them (a property test holds the two to the same output).
+    """
     text = message[:TEMPLATE_SOURCE_CHARS]
-    for pattern, mask in _MASKS:
+    if "-" in text:
+        text = _UUID.sub("<uuid>", text)
+    if _DIGIT.search(text) is None:
+        return text
+    for pattern, mask in _MASKS[1:]:
         text = pattern.sub(mask, text)
     return text
 
