@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient, WriteConcern
 
-from logriver_common.indexes import DAILY_COVERAGE_ID
+from logriver_common.indexes import DAILY_COVERAGE_ID, EPOCH, ensure_daily_coverage
 from logriver_query.rollup_counts import forget_daily_coverage
 from logriver_writer.daily_backfill import backfill_daily
 from logriver_writer.rollups import counts_id, epoch_ms
@@ -47,11 +47,17 @@ async def four_days(stack: None) -> AsyncIterator[tuple[QueryApp, Docs, datetime
 
 
 async def assert_histograms_exact(app: QueryApp, docs: Docs, newest: datetime, odd: float) -> None:
-    """Every bucket of 15 min, 1 h and 3 h histograms over 90 odd hours equals the events'."""
+    """Every bucket of 15 and 30 min, 1 h and 3 h histograms over 90 odd hours equals the
+    events'."""
     until = newest - timedelta(seconds=odd * 60)
     since = until - timedelta(hours=90, seconds=odd)
     in_window = [d for d in docs if since <= d["timestamp"] < until]
-    for bucket, size_ms in (("15m", 900_000), ("1h", 3_600_000), ("3h", 10_800_000)):
+    for bucket, size_ms in (
+        ("15m", 900_000),
+        ("30m", 1_800_000),
+        ("1h", 3_600_000),
+        ("3h", 10_800_000),
+    ):
         params = {"since": iso(since), "until": iso(until), "bucket": bucket}
         resp = await app.http.get("/v1/stats/histogram", params=params)
         assert resp.status_code == 200, resp.text
@@ -94,6 +100,7 @@ async def test_counts_stay_exact_before_and_after_the_backfill_of_older_days(
                 "level": "INFO",
                 "n": 1,
                 "h": {"5": 1},
+                "hh": {"11": 1},
                 "last": partial_day,
                 "expire_at": partial_day + timedelta(days=400),
             }
@@ -113,6 +120,7 @@ async def test_counts_stay_exact_before_and_after_the_backfill_of_older_days(
         async for doc in daily.find({"_id": {"$ne": DAILY_COVERAGE_ID}}):
             got[(doc["t"], doc["service"], doc["level"])] += doc["n"]
             assert sum(doc["h"].values()) == doc["n"], doc
+            assert sum(doc["hh"].values()) == doc["n"], doc
         assert got == want
         assert await backfill_daily(db["logs"]) == 0  # nothing left to build
 
@@ -120,3 +128,35 @@ async def test_counts_stay_exact_before_and_after_the_backfill_of_older_days(
         await assert_histograms_exact(app, docs, newest, odd=23.9)
     finally:
         await client.close()
+
+
+async def test_daily_counts_from_before_half_hours_are_rebuilt_with_them(stack: None) -> None:
+    """A store whose daily documents predate `hh` (old marker, no half hours) gets a new
+    marker from tomorrow on; the backfill then rebuilds every day with its half hours."""
+    docs, _ = spread_events(2_000, 60, seed=11, message="upgrade event")
+    async with stored(docs, "test_daily_upgrade") as database:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri, tz_aware=True)
+        try:
+            db = client.get_database(database, write_concern=WriteConcern(w=3, wtimeout=60_000))
+            daily = db["logs_rollups_daily"]
+            # As the previous writer left it.
+            await daily.delete_one({"_id": DAILY_COVERAGE_ID})
+            await daily.update_many({}, {"$unset": {"hh": ""}})
+            await daily.insert_one({"_id": "coverage", "since": EPOCH})
+
+            tomorrow = {day_of(datetime.now(UTC)) + timedelta(days=1)}
+            await ensure_daily_coverage(db["logs"])
+            tomorrow.add(day_of(datetime.now(UTC)) + timedelta(days=1))  # midnight between
+            assert await daily.find_one({"_id": "coverage"}) is None
+            marker = await daily.find_one({"_id": DAILY_COVERAGE_ID})
+            assert marker is not None
+            assert marker["since"] in tomorrow
+
+            await backfill_daily(db["logs"], retry_delay_s=0.1)
+            want = Counter((day_of(d["timestamp"]), d["service"], d["level"]) for d in docs)
+            got: Counter[tuple[datetime, str, str]] = Counter()
+            async for doc in daily.find({"_id": {"$ne": DAILY_COVERAGE_ID}}):
+                got[(doc["t"], doc["service"], doc["level"])] += sum(doc["hh"].values())
+            assert got == want
+        finally:
+            await client.close()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pymongo.read_concern import ReadConcern
 
+from logriver_common.indexes import DAILY_COVERAGE_ID
 from tests.conftest import StartService, Topics
 from tests.integration.writer.helpers import (
     MongoClient,
@@ -62,9 +63,10 @@ async def _daily_counts(client: MongoClient, database: str) -> Counter[tuple[Any
         "logs_rollups_daily", read_concern=ReadConcern("majority")
     )
     out: Counter[tuple[Any, ...]] = Counter()
-    async for doc in daily.find({"_id": {"$ne": "coverage"}}):
+    async for doc in daily.find({"_id": {"$ne": DAILY_COVERAGE_ID}}):
         out[(doc["t"], doc["service"], doc["level"])] += doc["n"]
         assert sum(doc["h"].values()) == doc["n"], doc  # the hours add up to the day
+        assert sum(doc["hh"].values()) == doc["n"], doc  # and so do the half hours
     return out
 
 

@@ -114,7 +114,7 @@ def test_one_upsert_per_bucket_with_minute_counts() -> None:
     assert entries[docs[2]["th"]]["$max"]["last"] == base + timedelta(hours=1)
 
 
-def test_one_daily_upsert_per_day_service_and_level_with_hour_counts() -> None:
+def test_one_daily_upsert_per_day_service_and_level_with_hour_and_half_hour_counts() -> None:
     day = datetime(2026, 1, 2, tzinfo=UTC)
     docs = [
         _doc(day + timedelta(hours=3, minutes=5), "api", "ERROR", "a"),
@@ -127,7 +127,7 @@ def test_one_daily_upsert_per_day_service_and_level_with_hour_counts() -> None:
     by_id = {_spec(op, "_filter")["_id"]: _spec(op) for op in ops.daily}
     ms = int(day.timestamp() * 1000)
     api = by_id[f"{ms}|api|ERROR"]
-    assert api["$inc"] == {"n": 3, "h.3": 2, "h.23": 1}
+    assert api["$inc"] == {"n": 3, "h.3": 2, "h.23": 1, "hh.6": 2, "hh.47": 1}
     assert api["$max"] == {"last": day + timedelta(hours=23, minutes=59, seconds=59)}
     assert api["$setOnInsert"] == {
         "t": day,
@@ -135,8 +135,8 @@ def test_one_daily_upsert_per_day_service_and_level_with_hour_counts() -> None:
         "level": "ERROR",
         "expire_at": day + timedelta(days=30),
     }
-    assert by_id[f"{ms + 86_400_000}|api|ERROR"]["$inc"] == {"n": 1, "h.0": 1}
-    assert by_id[f"{ms}|web|INFO"]["$inc"] == {"n": 1, "h.0": 1}
+    assert by_id[f"{ms + 86_400_000}|api|ERROR"]["$inc"] == {"n": 1, "h.0": 1, "hh.0": 1}
+    assert by_id[f"{ms}|web|INFO"]["$inc"] == {"n": 1, "h.0": 1, "hh.0": 1}
     assert len(ops.daily) == 3
 
 

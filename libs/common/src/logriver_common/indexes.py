@@ -131,7 +131,10 @@ def rollup_collection_names(collection: str) -> RollupCollections:
 # The daily collection's one other document: daily counts are complete for the days from
 # `since` on (the writer has counted every event of those days into them). Days before it
 # are read from the hourly rollups until the writer's backfill has moved `since` back.
-DAILY_COVERAGE_ID = "coverage"
+# "-v2": daily documents hold half-hour counts (`hh`) too. A store whose daily documents
+# predate them has only the old marker: it gets a new one and the backfill rebuilds them.
+DAILY_COVERAGE_ID = "coverage-v2"
+_OLD_COVERAGE_IDS = ["coverage"]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
 
@@ -143,6 +146,7 @@ async def ensure_daily_coverage(collection: AsyncCollection[dict[str, Any]]) -> 
     daily = collection.database[names.daily]
     if await daily.find_one({"_id": DAILY_COVERAGE_ID}) is not None:
         return
+    await daily.delete_many({"_id": {"$in": _OLD_COVERAGE_IDS}})
     if await collection.database[names.counts].find_one({}, {"_id": 1}) is None:
         since = EPOCH
     else:

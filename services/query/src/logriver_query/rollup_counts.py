@@ -3,14 +3,13 @@
 Rollups (written by services/writer/.../rollups.py in the same transaction as the
 events) hold one document per ``(hour, service, level)`` (``logs_rollups``: the hour's
 count ``n``, quarter-hour counts ``q.<0..3>`` and per-minute counts ``m.<0..59>``) and
-one per ``(day, service, level)`` (``logs_rollups_daily``: ``n`` and ``h.<0..23>``). A
-window is answered from them for its whole minutes: whole hours in hour buckets (and
-whole days in one bucket) from the daily documents where those are complete (the coverage
-marker, see ``ensure_daily_coverage``), else from the hourly ones; the hours cut by the
-window from
-their quarters and minutes; the partial minutes at its two edges (at most two minutes of
-events) are counted over the events. So the answer is exactly a count over the stored
-events, at any window up to the range limit.
+one per ``(day, service, level)`` (``logs_rollups_daily``: ``n``, ``h.<0..23>`` and
+``hh.<0..47>``). A window is answered from them for its whole minutes: whole hours in
+hour and half-hour buckets (and whole days in one bucket) from the daily documents where
+those are complete (the coverage marker, see ``ensure_daily_coverage``), else from the
+hourly ones; the hours cut by the window from their quarters and minutes; the partial
+minutes at its two edges (at most two minutes of events) are counted over the events. So
+the answer is exactly a count over the stored events, at any window up to the range limit.
 
 Rollups know only service and level. A filter on host, env, trace_id, ``q`` or
 ``meta.*`` is answered by scanning the events, newest slice first, within a
@@ -37,6 +36,8 @@ from logriver_query.reads import Collection
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 QUARTER_MS = 15 * MINUTE_MS
+HALF_HOUR_MS = 30 * MINUTE_MS
+DAILY_BATCH = 5_000
 DAY_MS = 24 * HOUR_MS
 # How long a process trusts the coverage it read. Coverage only moves back (older) as the
 # writer's backfill proceeds, so a stale value sends more hours to the hourly rollups:
@@ -131,22 +132,18 @@ async def rollup_rows(
         else:
             part, part_ms = "m", MINUTE_MS
         by_hours = [(h0, h1)]  # what the hourly documents still have to answer
-        if part == "n":
+        if size % HALF_HOUR_MS == 0:
             # Days the daily rollups cover: one document per day instead of 24.
             covered = max(h0, await daily_since(events))
             if size == 0:
                 # One bucket: whole days add their `n` (a 7-day summary reads 6 of them).
                 d0, d1 = -(-covered // DAY_MS) * DAY_MS, h1 - h1 % DAY_MS
                 if d0 < d1:
-                    await _sum_daily(
-                        events, dims, dimensions, d0, d1, None, first, rows, max_time_ms
-                    )
+                    await _sum_days(events, dims, dimensions, d0, d1, first, rows, max_time_ms)
                     by_hours = [(h0, d0), (d1, h1)]
             elif covered < h1:
-                # Hour buckets: the day's `h.<hour>` counts, for the hours in the window.
-                await _sum_daily(
-                    events, dims, dimensions, covered, h1, size, first, rows, max_time_ms
-                )
+                # Hour or half-hour buckets: the day's `h` or `hh` counts in the window.
+                await _sum_day_parts(events, flt, keep, covered, h1, size, first, rows, max_time_ms)
                 by_hours = [(h0, covered)]
         for start, end in by_hours:
             if start < end:
@@ -197,39 +194,67 @@ async def rollup_rows(
     return rows
 
 
-async def _sum_daily(
+async def _sum_days(
     events: Collection,
     dims: dict[str, Any],
     dimensions: dict[str, str],
     start: int,
     end: int,
-    size: int | None,
     first: int,
     rows: Rows,
     max_time_ms: int,
 ) -> None:
-    """Add the daily rollups' counts of the whole hours in ``[start, end)``.
-
-    ``size`` None: ``start`` and ``end`` are day starts and everything goes to the one
-    bucket ``first`` (the days' `n`). Otherwise every hour of the days touched is summed
-    (`h.0` .. `h.23`, 24 accumulators) and Python keeps those inside the window.
-    """
+    """Add the whole days ``[start, end)`` (day starts) to the one bucket ``first``."""
+    match = {**dims, "t": {"$gte": from_ms(start), "$lt": from_ms(end)}}
+    key: dict[str, Any] = {"t": {"$literal": first}, **dimensions}
     daily = rollups_of(events, daily=True)
-    day0 = start - start % DAY_MS
-    match = {**dims, "t": {"$gte": from_ms(day0), "$lt": from_ms(end)}}
-    if size is None:
-        key: dict[str, Any] = {"t": {"$literal": first}, **dimensions}
-        for row in await _group(daily, match, key, {"a0": {"$sum": "$n"}}, max_time_ms):
-            rows[(first, row["_id"]["s"], row["_id"]["l"])] += row["a0"]
-        return
-    key = {"t": "$t", **dimensions}
-    sums = {f"a{k}": {"$sum": f"$h.{k}"} for k in range(24)}
-    for row in await _group(daily, match, key, sums, max_time_ms):
-        day = to_ms(row["_id"]["t"])
-        for k in range(24):
-            at = day + k * HOUR_MS
-            if start <= at < end and (n := row[f"a{k}"]):
-                rows[(_bucket(at, first, size), row["_id"]["s"], row["_id"]["l"])] += n
+    for row in await _group(daily, match, key, {"a0": {"$sum": "$n"}}, max_time_ms):
+        rows[(first, row["_id"]["s"], row["_id"]["l"])] += row["a0"]
+
+
+async def _sum_day_parts(
+    events: Collection,
+    flt: LogFilter,
+    keep: tuple[str, ...],
+    start: int,
+    end: int,
+    size: int,
+    first: int,
+    rows: Rows,
+    max_time_ms: int,
+) -> None:
+    """Add the daily rollups' counts of the whole hours in ``[start, end)``, per bucket.
+
+    Buckets of whole hours read each day's ``h.<hour>``, 30-minute ones its ``hh.<half
+    hour>``. The documents are read as they are and summed here: MongoDB's ``$group``
+    costs about a microsecond per number summed (48 ``$sum`` over the 200 documents of a
+    24 h histogram: 6.0 ms of mongod), a plain read of the same documents 0.9 ms.
+    """
+    part, part_ms = ("h", HOUR_MS) if size % HOUR_MS == 0 else ("hh", HALF_HOUR_MS)
+    projection = {"_id": 0, "t": 1, part: 1, **{name: 1 for name in keep}}
+    match = {
+        **_dimension_filter(flt),
+        "t": {"$gte": from_ms(start - start % DAY_MS), "$lt": from_ms(end)},
+    }
+    daily = rollups_of(events, daily=True)
+    # First the counts per (day, service, level, part) as stored, then into buckets.
+    sums: dict[tuple[Any, str, str], dict[str, int]] = {}
+    # One batch: a 7-day window holds about a thousand small documents.
+    found = daily.find(match, projection, max_time_ms=max_time_ms, batch_size=DAILY_BATCH)
+    async for doc in found:
+        key = (doc["t"], doc.get("service", ""), doc.get("level", ""))
+        parts = sums.get(key)
+        if parts is None:
+            sums[key] = dict(doc.get(part, ()))
+            continue
+        for k, n in doc.get(part, {}).items():
+            parts[k] = parts.get(k, 0) + n
+    for (t, service, level), parts in sums.items():
+        day = to_ms(t)
+        for k, n in parts.items():
+            at = day + int(k) * part_ms
+            if start <= at < end and n:
+                rows[(_bucket(at, first, size), service, level)] += n
 
 
 def _hour_key(part_name: str, low: int, size: int) -> Any:

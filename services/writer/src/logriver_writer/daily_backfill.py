@@ -94,6 +94,7 @@ async def _build_day(
                 "level": key[1],
                 "n": 0,
                 "h": {},
+                "hh": {},
                 "last": hour_doc["last"],
                 # As the writer sets it: the day's start plus the rollups' retention.
                 "expire_at": day + (hour_doc["expire_at"] - hour_doc["t"]),
@@ -101,6 +102,13 @@ async def _build_day(
         hour = (hour_doc["t"] - day) // timedelta(hours=1)
         document["n"] += hour_doc["n"]
         document["h"][str(hour)] = hour_doc["n"]
+        # Half hours from the hour's minute counts (`m.0` .. `m.59`).
+        halves = [0, 0]
+        for minute, n in hour_doc["m"].items():
+            halves[int(minute) // 30] += n
+        for half, n in enumerate(halves):
+            if n:
+                document["hh"][str(2 * hour + half)] = n
         document["last"] = max(document["last"], hour_doc["last"])
     for (service, level), document in documents.items():
         await daily.replace_one(

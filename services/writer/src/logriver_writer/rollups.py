@@ -3,8 +3,8 @@ by the writer.
 
 Every stored event adds one to a rollup document per ``(hour, service, level)``
 (``n`` for the hour, ``q.<quarter>`` per 15 minutes, ``m.<minute>`` per minute), one per
-``(day, service, level)`` (``n`` and ``h.<hour>``: long histograms and summaries read a
-day from one document) and one per
+``(day, service, level)`` (``n``, ``h.<hour>`` and ``hh.<half hour>``: long histograms,
+30-minute buckets and summaries read a day from one document) and one per
 ``(hour, service, level, template)`` (for top messages). Each template also has one
 dictionary document (``_id`` = its hash ``th``) listing the words of its text and when it
 was first and last seen: a whole-word query looks the words up there and then reads only
@@ -58,6 +58,7 @@ from logriver_writer.sink import (
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+HALF_HOUR_MS = HOUR_MS // 2
 MINUTE_MS = 60_000
 TEMPLATE_CHARS = 200
 # How much of a message its template (and so its dictionary words) comes from.
@@ -131,7 +132,8 @@ class RollupSettings(BaseSettings):
 @dataclass
 class _Bucket:
     n: int = 0
-    parts: dict[int, int] = field(default_factory=dict)  # per minute (hourly), per hour (daily)
+    # Per minute (hourly documents), per half hour (daily ones).
+    parts: dict[int, int] = field(default_factory=dict)
     last: datetime | None = None
 
 
@@ -238,8 +240,8 @@ def rollup_updates(
         if daily is None:
             daily = days[(day, service, level)] = _Bucket()
         daily.n += 1
-        hour_of_day = (ms - day) // HOUR_MS
-        daily.parts[hour_of_day] = daily.parts.get(hour_of_day, 0) + 1
+        half_hour = (ms - day) // HALF_HOUR_MS
+        daily.parts[half_hour] = daily.parts.get(half_hour, 0) + 1
         if daily.last is None or ts > daily.last:
             daily.last = ts
         th = document["th"]
@@ -272,7 +274,12 @@ def rollup_updates(
     daily_ops = []
     for (day, service, level), bucket in days.items():
         inc = {"n": bucket.n}
-        for hour_of_day, n in bucket.parts.items():
+        hours: dict[int, int] = {}
+        for half_hour, n in bucket.parts.items():
+            inc[f"hh.{half_hour}"] = n
+            hours[half_hour // 2] = hours.get(half_hour // 2, 0) + n
+        # Hour counts for long histograms; half hours for a day's (30 min buckets).
+        for hour_of_day, n in hours.items():
             inc[f"h.{hour_of_day}"] = n
         # It expires with the first hour of its day.
         daily_ops.append(_count_upsert(day, service, level, inc, bucket.last, retention))
