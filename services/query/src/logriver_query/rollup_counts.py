@@ -22,13 +22,18 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
-from logriver_common.indexes import DAILY_COVERAGE_ID, rollup_collection_names
+from logriver_common.indexes import (
+    DAILY_COVERAGE_ID,
+    RollupCollections,
+    rollup_collection_names,
+)
 from logriver_query.cursor import from_ms, to_ms
 from logriver_query.filters import LogFilter, TimeRange
 from logriver_query.reads import Collection
@@ -37,7 +42,8 @@ HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 QUARTER_MS = 15 * MINUTE_MS
 HALF_HOUR_MS = 30 * MINUTE_MS
-DAILY_BATCH = 5_000
+# Rows per batch of the one cursor: a 7-day window's daily documents come in one.
+BATCH = 5_000
 DAY_MS = 24 * HOUR_MS
 # How long a process trusts the coverage it read. Coverage only moves back (older) as the
 # writer's backfill proceeds, so a stale value sends more hours to the hourly rollups:
@@ -101,36 +107,21 @@ async def rollup_rows(
     keep: tuple[str, ...] = ("service", "level"),
 ) -> Rows:
     """Exact counts per (bucket, service, level); ``bucket_s`` is a multiple of 60, or 0 for one
-    bucket covering the whole window. A dimension not in ``keep`` is "" (summed over)."""
+    bucket covering the whole window. A dimension not in ``keep`` is "" (summed over).
+
+    Every read it needs (daily documents, hourly ones, the hours and minutes the window cuts)
+    goes to MongoDB in **one** aggregate command (see :func:`_run`)."""
     since, until = to_ms(flt.window.since), to_ms(flt.window.until)
     size = bucket_s * 1000
-    first = since - since % size if size else since
+    plan = _Plan(events, flt, keep, first=since - since % size if size else since, size=size)
     m0 = -(-since // MINUTE_MS) * MINUTE_MS  # first whole minute
     m1 = until - until % MINUTE_MS  # end of the last whole minute
-    rows: Rows = defaultdict(int)
     if m0 >= m1:
-        await _scan_edge(events, flt, since, until, rows, first, size, max_time_ms, keep)
-        return rows
-    dims = _dimension_filter(flt)
-    collection = rollups_of(events)
-    dimensions = {
-        "s": "$service" if "service" in keep else "",
-        "l": "$level" if "level" in keep else "",
-    }
-    # MongoDB adds the counts up with one accumulator per number wanted ($sum of a field):
-    # no per-document $objectToArray/$unwind or expressions (the 24 h histogram of 2,400
-    # rollup documents: 60 -> 14 ms). Python places each number in its bucket.
+        plan.scan_edge(since, until)
+        return await plan.run(max_time_ms)
     h0 = -(-m0 // HOUR_MS) * HOUR_MS
     h1 = m1 - m1 % HOUR_MS
     if h0 < h1:
-        # Whole hours read the coarsest count that fits the bucket: `n` for the hour, `q`
-        # per quarter hour, else `m` per minute.
-        if size == 0 or size % HOUR_MS == 0:
-            part, part_ms = "n", HOUR_MS
-        elif size % QUARTER_MS == 0:
-            part, part_ms = "q", QUARTER_MS
-        else:
-            part, part_ms = "m", MINUTE_MS
         by_hours = [(h0, h1)]  # what the hourly documents still have to answer
         if size % HALF_HOUR_MS == 0:
             # Days the daily rollups cover: one document per day instead of 24.
@@ -139,122 +130,206 @@ async def rollup_rows(
                 # One bucket: whole days add their `n` (a 7-day summary reads 6 of them).
                 d0, d1 = -(-covered // DAY_MS) * DAY_MS, h1 - h1 % DAY_MS
                 if d0 < d1:
-                    await _sum_days(events, dims, dimensions, d0, d1, first, rows, max_time_ms)
+                    plan.whole_days(d0, d1)
                     by_hours = [(h0, d0), (d1, h1)]
             elif covered < h1:
                 # Hour or half-hour buckets: the day's `h` or `hh` counts in the window.
-                await _sum_day_parts(events, flt, keep, covered, h1, size, first, rows, max_time_ms)
+                plan.day_parts(covered, h1)
                 by_hours = [(h0, covered)]
         for start, end in by_hours:
             if start < end:
-                match = {**dims, "t": {"$gte": from_ms(start), "$lt": from_ms(end)}}
-                key = {"t": _hour_key(part, start, size), **dimensions}
-                parts = HOUR_MS // part_ms
-                sums = (
-                    {"a0": {"$sum": "$n"}}
-                    if part == "n"
-                    else {f"a{k}": {"$sum": f"${part}.{k}"} for k in range(parts)}
-                )
-                for row in await _group(collection, match, key, sums, max_time_ms):
-                    t = row["_id"]["t"]
-                    hour = t if isinstance(t, int) else to_ms(t)
-                    for k in range(parts):
-                        if n := row[f"a{k}"]:
-                            # For `n` over several hours per bucket, `hour` is the bucket.
-                            at = hour + k * part_ms
-                            rows[(_bucket(at, first, size), row["_id"]["s"], row["_id"]["l"])] += n
+                plan.whole_hours(start, end)
         edge_hours = [h for h in (h0 - HOUR_MS, h1) if max(h, m0) < min(h + HOUR_MS, m1)]
     else:
         edge_hours = list(range(m0 - m0 % HOUR_MS, m1, HOUR_MS))
     for hour in edge_hours:
-        # An hour cut by the window reads its quarters that lie inside the window (and in
-        # one bucket) and the minutes of the quarters cut by it: at most 31 numbers per row.
+        plan.cut_hour(hour, m0, m1)
+    if since < m0:
+        plan.scan_edge(since, m0)
+    if m1 < until:
+        plan.scan_edge(m1, until)
+    return await plan.run(max_time_ms)
+
+
+@dataclass
+class _Read:
+    """One read of a count: a pipeline on one collection, and what to do with its rows."""
+
+    collection: str
+    pipeline: list[dict[str, Any]]
+    absorb: Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class _Plan:
+    """The reads a count needs, and the rows they add up to."""
+
+    events: Collection
+    flt: LogFilter
+    keep: tuple[str, ...]
+    first: int  # the first bucket's start (ms)
+    size: int  # bucket size (ms), 0 for one bucket
+    rows: Rows = field(default_factory=lambda: defaultdict(int))
+    reads: list[_Read] = field(default_factory=list)
+    # Daily documents' parts as stored, per (day, service, level), placed in buckets last.
+    day_sums: dict[tuple[int, str, str], dict[str, int]] = field(default_factory=dict)
+    day_window: tuple[int, int, int] = (0, 0, 0)  # (start, end, part ms)
+
+    def _bucket(self, ms: int) -> int:
+        return _bucket(ms, self.first, self.size)
+
+    @property
+    def _dimensions(self) -> dict[str, str]:
+        return {
+            "s": "$service" if "service" in self.keep else "",
+            "l": "$level" if "level" in self.keep else "",
+        }
+
+    def _names(self) -> RollupCollections:
+        return rollup_collection_names(self.events.name)
+
+    def whole_days(self, start: int, end: int) -> None:
+        """Whole days ``[start, end)`` (day starts) into the one bucket: their `n`."""
+        match = {**_dimension_filter(self.flt), "t": _between(start, end)}
+        group = {"_id": {"s": self._dimensions["s"], "l": self._dimensions["l"]}}
+
+        def absorb(row: dict[str, Any]) -> None:
+            self.rows[(self.first, row["_id"]["s"], row["_id"]["l"])] += row["a0"]
+
+        pipeline = [{"$match": match}, {"$group": {**group, "a0": {"$sum": "$n"}}}]
+        self.reads.append(_Read(self._names().daily, pipeline, absorb))
+
+    def day_parts(self, start: int, end: int) -> None:
+        """The daily documents' counts of the whole hours in ``[start, end)``, per bucket.
+
+        Buckets of whole hours read each day's ``h.<hour>``, 30-minute ones its ``hh.<half
+        hour>``. The documents come back as they are and are summed here: MongoDB's
+        ``$group`` costs about a microsecond per number summed (48 ``$sum`` over the 200
+        documents of a 24 h histogram: 6.0 ms of mongod), a plain read of them 0.9 ms.
+        """
+        part, part_ms = ("h", HOUR_MS) if self.size % HOUR_MS == 0 else ("hh", HALF_HOUR_MS)
+        self.day_window = (start, end, part_ms)
+        match = {**_dimension_filter(self.flt), "t": _between(start - start % DAY_MS, end)}
+        # `t` as a number: a tz-aware datetime costs more to decode than the day's sum.
+        projection = {
+            "_id": 0,
+            "t": {"$toLong": "$t"},
+            "p": f"${part}",
+            **{name: 1 for name in self.keep},
+        }
+
+        def absorb(doc: dict[str, Any]) -> None:
+            key = (doc["t"], doc.get("service", ""), doc.get("level", ""))
+            parts = self.day_sums.get(key)
+            if parts is None:
+                self.day_sums[key] = dict(doc.get("p", ()))
+                return
+            for k, n in doc.get("p", {}).items():
+                parts[k] = parts.get(k, 0) + n
+
+        pipeline = [{"$match": match}, {"$project": projection}]
+        self.reads.append(_Read(self._names().daily, pipeline, absorb))
+
+    def whole_hours(self, start: int, end: int) -> None:
+        """Whole hours from the hourly documents: the coarsest count that fits the bucket,
+        `n` for the hour, `q` per quarter hour, else `m` per minute."""
+        if self.size == 0 or self.size % HOUR_MS == 0:
+            part, part_ms = "n", HOUR_MS
+        elif self.size % QUARTER_MS == 0:
+            part, part_ms = "q", QUARTER_MS
+        else:
+            part, part_ms = "m", MINUTE_MS
+        parts = HOUR_MS // part_ms
+        sums = (
+            {"a0": {"$sum": "$n"}}
+            if part == "n"
+            else {f"a{k}": {"$sum": f"${part}.{k}"} for k in range(parts)}
+        )
+        match = {**_dimension_filter(self.flt), "t": _between(start, end)}
+        key = {"t": _hour_key(part, start, self.size), **self._dimensions}
+
+        def absorb(row: dict[str, Any]) -> None:
+            t = row["_id"]["t"]
+            hour = t if isinstance(t, int) else to_ms(t)
+            for k in range(parts):
+                if n := row[f"a{k}"]:
+                    # For `n` over several hours per bucket, `hour` is the bucket.
+                    bucket = self._bucket(hour + k * part_ms)
+                    self.rows[(bucket, row["_id"]["s"], row["_id"]["l"])] += n
+
+        pipeline = [{"$match": match}, {"$group": {"_id": key, **sums}}]
+        self.reads.append(_Read(self._names().counts, pipeline, absorb))
+
+    def cut_hour(self, hour: int, m0: int, m1: int) -> None:
+        """An hour cut by the window: its quarters that lie inside the window (and in one
+        bucket) and the minutes of the quarters cut by it: at most 31 numbers per row."""
         fields: list[tuple[str, int]] = []
         for quarter in range(4):
             start, end = hour + quarter * QUARTER_MS, hour + (quarter + 1) * QUARTER_MS
-            bucket = _bucket(start, first, size)
-            if m0 <= start and end <= m1 and bucket == _bucket(end - MINUTE_MS, first, size):
+            bucket = self._bucket(start)
+            if m0 <= start and end <= m1 and bucket == self._bucket(end - MINUTE_MS):
                 fields.append((f"q.{quarter}", bucket))
                 continue
             for k in range(quarter * 15, quarter * 15 + 15):
                 at = hour + k * MINUTE_MS
                 if m0 <= at < m1:
-                    fields.append((f"m.{k}", _bucket(at, first, size)))
+                    fields.append((f"m.{k}", self._bucket(at)))
         sums = {f"a{j}": {"$sum": f"${path}"} for j, (path, _) in enumerate(fields)}
-        match = {**dims, "t": from_ms(hour)}
-        key = {"t": {"$literal": hour}, **dimensions}
-        for row in await _group(collection, match, key, sums, max_time_ms):
+        match = {**_dimension_filter(self.flt), "t": from_ms(hour)}
+
+        def absorb(row: dict[str, Any]) -> None:
             for j, (_, bucket) in enumerate(fields):
                 if n := row[f"a{j}"]:
-                    rows[(bucket, row["_id"]["s"], row["_id"]["l"])] += n
-    if since < m0:
-        await _scan_edge(events, flt, since, m0, rows, first, size, max_time_ms, keep)
-    if m1 < until:
-        await _scan_edge(events, flt, m1, until, rows, first, size, max_time_ms, keep)
-    return rows
+                    self.rows[(bucket, row["_id"]["s"], row["_id"]["l"])] += n
+
+        pipeline = [{"$match": match}, {"$group": {"_id": self._dimensions, **sums}}]
+        self.reads.append(_Read(self._names().counts, pipeline, absorb))
+
+    def scan_edge(self, start: int, end: int) -> None:
+        """Count the events of a sub-minute edge (one bucket when the size is ≥ 1 min)."""
+        match = self.flt.to_mongo(TimeRange(from_ms(start), from_ms(end)))
+        bucket = self._bucket(start)
+
+        def absorb(row: dict[str, Any]) -> None:
+            self.rows[(bucket, row["_id"]["s"], row["_id"]["l"])] += row["n"]
+
+        group = {"_id": self._dimensions, "n": {"$sum": 1}}
+        self.reads.append(_Read(self.events.name, [{"$match": match}, {"$group": group}], absorb))
+
+    async def run(self, max_time_ms: int) -> Rows:
+        """All the reads in one aggregate command: the first on its collection, each other
+        in a ``$unionWith`` stage, every row tagged with its read's index.
+
+        One command instead of up to six cuts a round trip's cost from the service and
+        mongod for each (the 24 h histogram: five reads, one command).
+        """
+        stages: list[dict[str, Any]] = []
+        for i, read in enumerate(self.reads):
+            pipeline = [*read.pipeline, {"$set": {"_r": i}}]
+            stages += (
+                pipeline
+                if i == 0
+                else [{"$unionWith": {"coll": read.collection, "pipeline": pipeline}}]
+            )
+        first = self.events.database.get_collection(
+            self.reads[0].collection,
+            read_preference=self.events.read_preference,
+            read_concern=self.events.read_concern,
+        )
+        cursor = await first.aggregate(stages, maxTimeMS=max_time_ms, batchSize=BATCH)
+        async for row in cursor:
+            self.reads[row["_r"]].absorb(row)
+        start, end, part_ms = self.day_window
+        for (day, service, level), parts in self.day_sums.items():
+            for k, n in parts.items():
+                at = day + int(k) * part_ms
+                if start <= at < end and n:
+                    self.rows[(self._bucket(at), service, level)] += n
+        return self.rows
 
 
-async def _sum_days(
-    events: Collection,
-    dims: dict[str, Any],
-    dimensions: dict[str, str],
-    start: int,
-    end: int,
-    first: int,
-    rows: Rows,
-    max_time_ms: int,
-) -> None:
-    """Add the whole days ``[start, end)`` (day starts) to the one bucket ``first``."""
-    match = {**dims, "t": {"$gte": from_ms(start), "$lt": from_ms(end)}}
-    key: dict[str, Any] = {"t": {"$literal": first}, **dimensions}
-    daily = rollups_of(events, daily=True)
-    for row in await _group(daily, match, key, {"a0": {"$sum": "$n"}}, max_time_ms):
-        rows[(first, row["_id"]["s"], row["_id"]["l"])] += row["a0"]
-
-
-async def _sum_day_parts(
-    events: Collection,
-    flt: LogFilter,
-    keep: tuple[str, ...],
-    start: int,
-    end: int,
-    size: int,
-    first: int,
-    rows: Rows,
-    max_time_ms: int,
-) -> None:
-    """Add the daily rollups' counts of the whole hours in ``[start, end)``, per bucket.
-
-    Buckets of whole hours read each day's ``h.<hour>``, 30-minute ones its ``hh.<half
-    hour>``. The documents are read as they are and summed here: MongoDB's ``$group``
-    costs about a microsecond per number summed (48 ``$sum`` over the 200 documents of a
-    24 h histogram: 6.0 ms of mongod), a plain read of the same documents 0.9 ms.
-    """
-    part, part_ms = ("h", HOUR_MS) if size % HOUR_MS == 0 else ("hh", HALF_HOUR_MS)
-    projection = {"_id": 0, "t": 1, part: 1, **{name: 1 for name in keep}}
-    match = {
-        **_dimension_filter(flt),
-        "t": {"$gte": from_ms(start - start % DAY_MS), "$lt": from_ms(end)},
-    }
-    daily = rollups_of(events, daily=True)
-    # First the counts per (day, service, level, part) as stored, then into buckets.
-    sums: dict[tuple[Any, str, str], dict[str, int]] = {}
-    # One batch: a 7-day window holds about a thousand small documents.
-    found = daily.find(match, projection, max_time_ms=max_time_ms, batch_size=DAILY_BATCH)
-    async for doc in found:
-        key = (doc["t"], doc.get("service", ""), doc.get("level", ""))
-        parts = sums.get(key)
-        if parts is None:
-            sums[key] = dict(doc.get(part, ()))
-            continue
-        for k, n in doc.get(part, {}).items():
-            parts[k] = parts.get(k, 0) + n
-    for (t, service, level), parts in sums.items():
-        day = to_ms(t)
-        for k, n in parts.items():
-            at = day + int(k) * part_ms
-            if start <= at < end and n:
-                rows[(_bucket(at, first, size), service, level)] += n
+def _between(start: int, end: int) -> dict[str, datetime]:
+    return {"$gte": from_ms(start), "$lt": from_ms(end)}
 
 
 def _hour_key(part_name: str, low: int, size: int) -> Any:
@@ -267,44 +342,6 @@ def _hour_key(part_name: str, low: int, size: int) -> Any:
     t = {"$toLong": "$t"}
     # Floor division (also before 1970), as Python's `ms - ms % size` does.
     return {"$toLong": {"$multiply": [{"$floor": {"$divide": [t, size]}}, size]}}
-
-
-async def _group(
-    collection: Collection,
-    match: dict[str, Any],
-    key: dict[str, Any],
-    sums: dict[str, Any],
-    max_time_ms: int,
-) -> list[dict[str, Any]]:
-    pipeline = [{"$match": match}, {"$group": {"_id": key, **sums}}]
-    cursor = await collection.aggregate(pipeline, maxTimeMS=max_time_ms)
-    rows: list[dict[str, Any]] = await cursor.to_list()
-    return rows
-
-
-async def _scan_edge(
-    events: Collection,
-    flt: LogFilter,
-    start: int,
-    end: int,
-    rows: Rows,
-    first: int,
-    size: int,
-    max_time_ms: int,
-    keep: tuple[str, ...],
-) -> None:
-    """Count events in a sub-minute edge (they all fall in one bucket when size ≥ 1 min)."""
-    match = flt.to_mongo(TimeRange(from_ms(start), from_ms(end)))
-    pipeline: list[dict[str, Any]] = [
-        {"$match": match},
-        {"$group": {"_id": {"s": "$service", "l": "$level"}, "n": {"$sum": 1}}},
-    ]
-    cursor = await events.aggregate(pipeline, maxTimeMS=max_time_ms)
-    bucket = _bucket(start, first, size)
-    async for row in cursor:
-        service = row["_id"]["s"] if "service" in keep else ""
-        level = row["_id"]["l"] if "level" in keep else ""
-        rows[(bucket, service, level)] += row["n"]
 
 
 @dataclass
