@@ -6,17 +6,20 @@ produced a record, so consumers can link their spans to the producer's trace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from starlette.types import ASGIApp
 
 from logriver_common.settings import TelemetrySettings
 
@@ -42,6 +45,7 @@ def instrument_app(app: FastAPI, provider: TracerProvider) -> None:
 
     Those per-message spans would cost more CPU than a streamed response's
     delivery itself (SSE writes thousands of messages a second) and flood Jaeger.
+    Span names are looked up once per distinct request path (:class:`SpanNames`).
     """
     FastAPIInstrumentor.instrument_app(
         app,
@@ -49,6 +53,47 @@ def instrument_app(app: FastAPI, provider: TracerProvider) -> None:
         excluded_urls=_EXCLUDED_URLS,
         exclude_spans=["send", "receive"],
     )
+    build = app.build_middleware_stack
+
+    def build_with_span_names() -> ASGIApp:
+        stack = build()
+        # The instrumentor's stack is ServerErrorMiddleware(OpenTelemetryMiddleware(...)).
+        otel = getattr(stack, "app", None)
+        if isinstance(otel, OpenTelemetryMiddleware):
+            otel.default_span_details = SpanNames(otel.default_span_details)
+        return stack
+
+    app.build_middleware_stack = build_with_span_names  # type: ignore[method-assign]
+
+
+# As OpenTelemetryMiddleware types it: (ASGI scope) -> (span name, attributes).
+SpanDetails = Callable[[dict[Any, Any]], tuple[str, dict[Any, Any]]]
+
+
+class SpanNames:
+    """A request's span name and route attribute, computed once per method and path.
+
+    The FastAPI instrumentation names a span after its route template
+    (``GET /v1/logs/{event_id}``) by matching the request against every route of
+    the app in turn, before routing: for a query answer served from memory that was
+    15% of the process's CPU. Bounded: cleared when it holds ``max_entries``
+    (paths with ids in them are all distinct).
+    """
+
+    def __init__(self, details: SpanDetails, max_entries: int = 1024) -> None:
+        self.details = details
+        self.max_entries = max_entries
+        self._known: dict[tuple[str, str, str], tuple[str, dict[Any, Any]]] = {}
+
+    def __call__(self, scope: dict[Any, Any]) -> tuple[str, dict[Any, Any]]:
+        key = (scope["type"], scope.get("method", ""), scope["path"])
+        known = self._known.get(key)
+        if known is None:
+            if len(self._known) >= self.max_entries:
+                self._known.clear()
+            known = self._known[key] = self.details(scope)
+        name, attributes = known
+        return name, dict(attributes)  # the caller's own copy
 
 
 def inject_kafka_headers() -> list[tuple[str, bytes]]:
