@@ -69,13 +69,20 @@ async def assert_histograms_exact(app: QueryApp, docs: Docs, newest: datetime, o
             want[iso(datetime.fromtimestamp(ms // size_ms * size_ms / 1000, UTC))][d["level"]] += 1
         got = {b["start"]: Counter(b["counts"]) for b in body["buckets"] if b["total"]}
         assert got == want, bucket
-    resp = await app.http.get(
-        "/v1/stats/services", params={"since": iso(since), "until": iso(until)}
-    )
-    assert resp.status_code == 200, resp.text
-    assert {s["service"]: s["count"] for s in resp.json()["services"]} == Counter(
-        d["service"] for d in in_window
-    )
+    # Summaries (one bucket): whole days, the days the window cuts, or (20 h) no whole day.
+    for start in (since, until - timedelta(hours=20)):
+        window = [d for d in docs if start <= d["timestamp"] < until]
+        params = {"since": iso(start), "until": iso(until)}
+        resp = await app.http.get("/v1/stats/services", params=params)
+        assert resp.status_code == 200, resp.text
+        assert {s["service"]: s["count"] for s in resp.json()["services"]} == Counter(
+            d["service"] for d in window
+        )
+        resp = await app.http.get("/v1/stats/errors", params=params)
+        assert resp.status_code == 200, resp.text
+        assert {s["service"]: s["errors"] for s in resp.json()["services"]} == Counter(
+            d["service"] for d in window if d["level"] in ("ERROR", "CRITICAL")
+        )
 
 
 async def test_counts_stay_exact_before_and_after_the_backfill_of_older_days(

@@ -59,7 +59,8 @@ ServiceFilter = Annotated[str | None, Query(pattern=SERVICE_PATTERN)]
 AlertState = Literal["pending", "firing", "resolved"]
 
 
-def _store(request: Request) -> Repositories:
+async def _store(request: Request) -> Repositories:
+    # `async`: a plain `def` dependency would run in FastAPI's thread pool.
     store: Repositories = request.app.state.store
     return store
 

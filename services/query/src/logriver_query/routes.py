@@ -65,7 +65,9 @@ class QueryContext:
         )
 
 
-def context(request: Request) -> QueryContext:
+async def context(request: Request) -> QueryContext:
+    # `async`: FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off
+    # per request.
     ctx: QueryContext = request.app.state.query
     return ctx
 
