@@ -9,7 +9,6 @@ from typing import Any
 
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from pymongo import UpdateOne
 
 from logriver_common.indexes import CAPPED, MAX_WORDS, dictionary_words, in_dictionary, words_of
 from logriver_writer.rollups import _MASKS, enrich, masked_text, rollup_updates, template_of
@@ -72,8 +71,10 @@ def _doc(ts: datetime, service: str, level: str, message: str) -> dict[str, Any]
     }
 
 
-def _spec(op: UpdateOne, part: str = "_doc") -> Any:
-    return getattr(op, part)
+def _spec(op: dict[str, Any], part: str = "u") -> Any:
+    """An upsert statement's filter ("q") or update ("u")."""
+    assert op["upsert"] is True
+    return op[part]
 
 
 def test_one_upsert_per_bucket_with_minute_counts() -> None:
@@ -88,7 +89,7 @@ def test_one_upsert_per_bucket_with_minute_counts() -> None:
     masked = [enrich(d) for d in docs]
     ops = rollup_updates(docs, masked, retention=timedelta(days=1))
     counts, tpl = ops.counts, ops.templates
-    by_id = {_spec(op, "_filter")["_id"]: _spec(op) for op in counts}
+    by_id = {_spec(op, "q")["_id"]: _spec(op) for op in counts}
     hour = int(base.timestamp() * 1000)
     api = by_id[f"{hour}|api|ERROR"]
     assert api["$inc"] == {"n": 3, "m.0": 1, "m.1": 2, "q.0": 3}
@@ -105,7 +106,7 @@ def test_one_upsert_per_bucket_with_minute_counts() -> None:
     assert len(tpl) == 4
     assert docs[0]["th"] == docs[1]["th"] != docs[2]["th"]
     # One dictionary entry per template, with its words and when it was first and last seen.
-    entries = {_spec(op, "_filter")["_id"]: _spec(op) for op in ops.dictionary}
+    entries = {_spec(op, "q")["_id"]: _spec(op) for op in ops.dictionary}
     assert len(entries) == 3
     timeout = entries[docs[0]["th"]]
     assert timeout["$setOnInsert"]["words"] == ["timeout", "after", "n", "ms"]
@@ -124,7 +125,7 @@ def test_one_daily_upsert_per_day_service_and_level_with_hour_and_half_hour_coun
         _doc(day, "web", "INFO", "e"),
     ]
     ops = rollup_updates(docs, [enrich(d) for d in docs], retention=timedelta(days=30))
-    by_id = {_spec(op, "_filter")["_id"]: _spec(op) for op in ops.daily}
+    by_id = {_spec(op, "q")["_id"]: _spec(op) for op in ops.daily}
     ms = int(day.timestamp() * 1000)
     api = by_id[f"{ms}|api|ERROR"]
     assert api["$inc"] == {"n": 3, "h.3": 2, "h.23": 1, "hh.6": 2, "hh.47": 1}

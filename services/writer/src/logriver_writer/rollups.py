@@ -35,7 +35,6 @@ import pymongo
 from bson.errors import InvalidDocument
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DocumentTooLarge, OperationFailure, PyMongoError
@@ -141,7 +140,6 @@ class _Bucket:
 class _TemplateBucket:
     n: int = 0
     template: str = ""
-    sample: str = ""
     last: datetime | None = None
 
 
@@ -152,16 +150,23 @@ class _DictionaryEntry:
     last: datetime
 
 
+# One statement of an `update` command: {"q": filter, "u": update, "upsert": True}.
+Upsert = dict[str, Any]
+# Statements per `update` command: a command is one BSON document (16 MB at most), and a
+# template upsert is at most about 1 KB.
+UPSERTS_PER_COMMAND = 5_000
+
+
 @dataclass
 class RollupOps:
     """One batch's upserts: hourly counts, template counts, dictionary entries, daily counts."""
 
-    counts: list[UpdateOne]
-    templates: list[UpdateOne]
-    dictionary: list[UpdateOne]
-    daily: list[UpdateOne]
+    counts: list[Upsert]
+    templates: list[Upsert]
+    dictionary: list[Upsert]
+    daily: list[Upsert]
 
-    def by_collection(self, names: RollupCollections) -> list[tuple[str, list[UpdateOne]]]:
+    def by_collection(self, names: RollupCollections) -> list[tuple[str, list[Upsert]]]:
         """``(collection name, its upserts)`` for :func:`rollup_collection_names`'s names."""
         return [
             (names.counts, self.counts),
@@ -189,12 +194,12 @@ def _count_upsert(
     inc: dict[str, int],
     last: datetime | None,
     retention: timedelta,
-) -> UpdateOne:
+) -> Upsert:
     """The upsert of an hourly or daily counts document (``start_ms``: its hour or day)."""
     start = EPOCH + timedelta(milliseconds=start_ms)
-    return UpdateOne(
-        {"_id": counts_id(start_ms, service, level)},
-        {
+    return {
+        "q": {"_id": counts_id(start_ms, service, level)},
+        "u": {
             "$inc": inc,
             "$max": {"last": last},
             "$setOnInsert": {
@@ -204,8 +209,8 @@ def _count_upsert(
                 "expire_at": start + retention,
             },
         },
-        upsert=True,
-    )
+        "upsert": True,
+    }
 
 
 def rollup_updates(
@@ -255,8 +260,7 @@ def rollup_updates(
         tkey = (hour, service, level, th)
         tb = tpl.get(tkey)
         if tb is None:
-            template = text[:TEMPLATE_CHARS]
-            tb = tpl[tkey] = _TemplateBucket(template=template, sample=document["message"][:1000])
+            tb = tpl[tkey] = _TemplateBucket(template=text[:TEMPLATE_CHARS])
         tb.n += 1
         if tb.last is None or ts > tb.last:
             tb.last = ts
@@ -287,9 +291,9 @@ def rollup_updates(
     for (hour, service, level, th), tb in tpl.items():
         start = EPOCH + timedelta(milliseconds=hour)
         template_ops.append(
-            UpdateOne(
-                {"_id": f"{hour}|{service}|{level}|{th}"},
-                {
+            {
+                "q": {"_id": f"{hour}|{service}|{level}|{th}"},
+                "u": {
                     "$inc": {"n": tb.n},
                     "$max": {"last": tb.last},
                     "$setOnInsert": {
@@ -298,17 +302,16 @@ def rollup_updates(
                         "level": level,
                         "th": th,
                         "template": tb.template,
-                        "sample": tb.sample,
                         "expire_at": start + retention,
                     },
                 },
-                upsert=True,
-            )
+                "upsert": True,
+            }
         )
     dictionary_ops = [
-        UpdateOne(
-            {"_id": th},
-            {
+        {
+            "q": {"_id": th},
+            "u": {
                 "$min": {"first": entry.first},
                 "$max": {"last": entry.last, "expire_at": entry.last + retention},
                 # Every event with this hash has this masked text, so these words are final.
@@ -317,8 +320,8 @@ def rollup_updates(
                     "words": dictionary_words(entry.masked),
                 },
             },
-            upsert=True,
-        )
+            "upsert": True,
+        }
         for th, entry in seen.items()
     ]
     return RollupOps(count_ops, template_ops, dictionary_ops, daily_ops)
@@ -358,12 +361,6 @@ class TransactionalInsert:
     def __post_init__(self) -> None:
         self.pending = list(range(len(self.documents)))
         self._masked = [enrich(document) for document in self.documents]
-        names = rollup_collection_names(self.collection.name)
-        db = self.collection.database
-        self._counts = db[names.counts].with_options(write_concern=_MAJORITY)
-        self._template_counts = db[names.templates].with_options(write_concern=_MAJORITY)
-        self._dictionary = db[names.dictionary].with_options(write_concern=_MAJORITY)
-        self._daily = db[names.daily].with_options(write_concern=_MAJORITY)
 
     @property
     def done(self) -> bool:
@@ -436,10 +433,9 @@ class TransactionalInsert:
                 [self._masked[i] for i in fresh],
                 retention=self.retention,
             )
-            await self._counts.bulk_write(ops.counts, ordered=False, session=session)
-            await self._template_counts.bulk_write(ops.templates, ordered=False, session=session)
-            await self._dictionary.bulk_write(ops.dictionary, ordered=False, session=session)
-            await self._daily.bulk_write(ops.daily, ordered=False, session=session)
+            names = rollup_collection_names(self.collection.name)
+            for name, upserts in ops.by_collection(names):
+                await apply_upserts(self.collection.database[name], upserts, session=session)
         return len(fresh), len(batch) - len(fresh)
 
     def _absorb(self, errors: list[dict[str, Any]]) -> None:
@@ -485,6 +481,39 @@ async def load(
     db = collection.database
     ops = rollup_updates(documents, masked, retention=retention)
     concern = collection.write_concern
-    for name, updates in ops.by_collection(names):
-        if updates:
-            await db.get_collection(name, write_concern=concern).bulk_write(updates, ordered=False)
+    for name, upserts in ops.by_collection(names):
+        await apply_upserts(db.get_collection(name, write_concern=concern), upserts)
+
+
+async def apply_upserts(
+    collection: AsyncCollection[Document],
+    upserts: list[Upsert],
+    *,
+    session: AsyncClientSession | None = None,
+) -> None:
+    """Run ``upserts`` as unordered ``update`` commands; raise on any write error.
+
+    Not ``bulk_write``: it builds and validates an ``UpdateOne`` per statement and then
+    converts each again, and a batch holds about one template upsert per event.
+    Measured on the bench's 1,000-event batches: 5.8-7.2 µs of client CPU per event for
+    the template upserts through ``bulk_write`` (plus 1.2 to build the ``UpdateOne``),
+    4.3-4.6 µs as ``update`` commands.
+    """
+    for start in range(0, len(upserts), UPSERTS_PER_COMMAND):
+        command: dict[str, Any] = {
+            "update": collection.name,
+            "updates": upserts[start : start + UPSERTS_PER_COMMAND],
+            "ordered": False,
+        }
+        in_transaction = session is not None and session.in_transaction
+        if not in_transaction and collection.write_concern.document:
+            command["writeConcern"] = collection.write_concern.document
+        reply = await collection.database.command(command, session=session)
+        errors = reply.get("writeErrors") or [reply.get("writeConcernError")]
+        if errors[0]:
+            error = errors[0]
+            raise OperationFailure(
+                f"rollup upsert into {collection.name} failed: {error.get('errmsg', '')}",
+                code=error.get("code"),
+                details=reply,
+            )
