@@ -213,6 +213,19 @@ def _count_upsert(
     }
 
 
+def _count_fields(bucket: _Bucket, fine: str, coarse: str, per: int) -> dict[str, int]:
+    """A counts document's ``$inc``: ``n``, each part as ``<fine>.<k>``, and the parts'
+    sums per ``per`` of them as ``<coarse>.<k // per>``."""
+    inc = {"n": bucket.n}
+    sums: dict[int, int] = {}
+    for k, n in bucket.parts.items():
+        inc[f"{fine}.{k}"] = n
+        sums[k // per] = sums.get(k // per, 0) + n
+    for k, n in sums.items():
+        inc[f"{coarse}.{k}"] = n
+    return inc
+
+
 def rollup_updates(
     documents: Iterable[Document], masked: Sequence[str], *, retention: timedelta
 ) -> RollupOps:
@@ -264,29 +277,21 @@ def rollup_updates(
         tb.n += 1
         if tb.last is None or ts > tb.last:
             tb.last = ts
-    count_ops = []
-    for (hour, service, level), bucket in counts.items():
-        inc: dict[str, int] = {"n": bucket.n}
-        quarters: dict[int, int] = {}
-        for minute, n in bucket.parts.items():
-            inc[f"m.{minute}"] = n
-            quarters[minute // 15] = quarters.get(minute // 15, 0) + n
-        # Quarter-hour counts: a 24 h histogram (30 min buckets) reads 4 numbers, not 60.
-        for quarter, n in quarters.items():
-            inc[f"q.{quarter}"] = n
-        count_ops.append(_count_upsert(hour, service, level, inc, bucket.last, retention))
-    daily_ops = []
-    for (day, service, level), bucket in days.items():
-        inc = {"n": bucket.n}
-        hours: dict[int, int] = {}
-        for half_hour, n in bucket.parts.items():
-            inc[f"hh.{half_hour}"] = n
-            hours[half_hour // 2] = hours.get(half_hour // 2, 0) + n
-        # Hour counts for long histograms; half hours for a day's (30 min buckets).
-        for hour_of_day, n in hours.items():
-            inc[f"h.{hour_of_day}"] = n
-        # It expires with the first hour of its day.
-        daily_ops.append(_count_upsert(day, service, level, inc, bucket.last, retention))
+    # Hourly: minutes, and quarter hours (a 15-minute bucket reads 4 numbers, not 60).
+    count_ops = [
+        _count_upsert(
+            hour, service, level, _count_fields(bucket, "m", "q", 15), bucket.last, retention
+        )
+        for (hour, service, level), bucket in counts.items()
+    ]
+    # Daily: half hours (a 24 h chart's 30-minute buckets) and hours (longer histograms);
+    # it expires with the first hour of its day.
+    daily_ops = [
+        _count_upsert(
+            day, service, level, _count_fields(bucket, "hh", "h", 2), bucket.last, retention
+        )
+        for (day, service, level), bucket in days.items()
+    ]
     template_ops = []
     for (hour, service, level, th), tb in tpl.items():
         start = EPOCH + timedelta(milliseconds=hour)
