@@ -72,3 +72,12 @@ def test_each_path_is_looked_up_once_callers_get_their_own_attributes_and_it_is_
     assert len(names._known) == 1
     names(scope)
     assert calls == ["/a", "/a", "/b", "/a"]
+
+
+def test_a_long_path_is_named_but_never_kept() -> None:
+    names = SpanNames(lambda scope: ("GET", {}), max_path=256)
+    long_path = "/v1/logs/" + "x" * 10_000
+    assert names({"type": "http", "method": "GET", "path": long_path}) == ("GET", {})
+    assert names._known == {}
+    names({"type": "http", "method": "GET", "path": "/v1/logs/" + "x" * 247})  # 256: kept
+    assert len(names._known) == 1

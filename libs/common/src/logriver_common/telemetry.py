@@ -76,16 +76,20 @@ class SpanNames:
     The FastAPI instrumentation names a span after its route template
     (``GET /v1/logs/{event_id}``) by matching the request against every route of
     the app in turn, before routing: for a query answer served from memory that was
-    15% of the process's CPU. Bounded: cleared when it holds ``max_entries``
-    (paths with ids in them are all distinct).
+    15% of the process's CPU. Bounded: cleared when it holds ``max_entries`` (paths
+    with ids in them are all distinct), and a path longer than ``max_path`` is looked
+    up every time, so a client sending long random paths cannot make it hold much.
     """
 
-    def __init__(self, details: SpanDetails, max_entries: int = 1024) -> None:
+    def __init__(self, details: SpanDetails, max_entries: int = 1024, max_path: int = 256) -> None:
         self.details = details
         self.max_entries = max_entries
+        self.max_path = max_path
         self._known: dict[tuple[str, str, str], tuple[str, dict[Any, Any]]] = {}
 
     def __call__(self, scope: dict[Any, Any]) -> tuple[str, dict[Any, Any]]:
+        if len(scope["path"]) > self.max_path:
+            return self.details(scope)
         key = (scope["type"], scope.get("method", ""), scope["path"])
         known = self._known.get(key)
         if known is None:
