@@ -7,11 +7,18 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from logriver_common.indexes import CAPPED, MAX_WORDS, dictionary_words, in_dictionary, words_of
-from logriver_writer.rollups import _MASKS, enrich, masked_text, rollup_updates, template_of
+from logriver_writer.rollups import (
+    _MASKS,
+    enrich,
+    masked_text,
+    rollup_updates,
+    template_hash,
+    template_of,
+)
 
 
 def test_templates_mask_numbers_ids_hex_and_uuids() -> None:
@@ -156,3 +163,33 @@ def _every_mask_in_turn(message: str) -> str:
 def test_masking_skips_passes_without_changing_the_text(message: str) -> None:
     """The shortcuts (no hyphen: no UUID pass; no digit: no other pass) change nothing."""
     assert masked_text(message) == _every_mask_in_turn(message)
+
+
+@given(
+    st.text(max_size=200)
+    | st.text(alphabet="0123456789abcdefABCDEFxX-_ .:/٣３²é", max_size=120)
+    | st.uuids().map(lambda u: f"req {u} failed after {u.int % 1000} ms")
+)
+@example("bad pointer 0x1f at 0xdeadbeef, 9x1f")  # 0 is the one digit with a part of its own
+@example("user 9b2f4c1e-0d3a-4f5b-8c6d-7e8f9a0b1c2d took 31.5 ms, v2 \u0663\u0663 \uff13")
+def test_messages_that_differ_only_in_digits_one_to_nine_share_the_masked_text(
+    message: str,
+) -> None:
+    """The shortcut `enrich` takes: the masked text of a message's shape is its own."""
+    shape = message.translate(str.maketrans("23456789", "11111111"))
+    assert masked_text(shape) == masked_text(message)
+    document = {"message": message}
+    assert enrich(document) == masked_text(message)
+    assert document["th"] == template_hash(masked_text(message))
+    again = {"message": message}  # now from the remembered shapes
+    assert enrich(again) == masked_text(message)
+    assert again["th"] == document["th"]
+
+
+def test_remembered_shapes_are_bounded() -> None:
+    from logriver_writer import rollups
+
+    for n in range(rollups._SHAPES_KEPT + 10):
+        enrich({"message": f"user u{'x' * (n % 7)}{chr(0x4E00 + n)} gone"})
+    assert len(rollups._masked_shapes) <= rollups._SHAPES_KEPT
+    assert enrich({"message": "took 31 ms"}) == "took <n> ms"

@@ -17,9 +17,9 @@ a writer killed mid-batch leaves either both the events and their counts or neit
 the counts always equal a count over the stored events (until the events' own retention
 deletes them; rollups have their own, longer TTL).
 
-The cost per event is one masking pass (a few regex substitutions), a hash and a dict
-update; words are read once per template per batch; MongoDB sees one upsert per bucket per
-batch, not one per event.
+The cost per event is a lookup of its message's shape among recent ones (else a few
+regex substitutions and a hash) and a dict update; words are read once per template per
+batch; MongoDB sees one upsert per bucket per batch, not one per event.
 """
 
 from __future__ import annotations
@@ -113,11 +113,34 @@ def template_hash(masked: str) -> int:
     )
 
 
+# Every ASCII digit but 0 plays the same part in every mask (only `0x` names one), and the
+# masked text keeps no digit, so messages that differ only in those digits share their
+# masked text: "took 31 ms" and "took 47 ms" both have the shape "took 11 ms". Remembering
+# the masked text of recent shapes spares most messages the regex passes (7 µs → 0.3 µs
+# per event on the bench's messages; a message never seen costs 1 µs more). A property
+# test holds the shortcut to the full masking. The shape is UTF-8 bytes because
+# `bytes.translate` is a table lookup, `str.translate` a dict lookup per character.
+_SAME_DIGITS = bytes.maketrans(b"23456789", b"11111111")
+_SHAPES_KEPT = 4096  # 4,096 shapes of at most 3.2 kB (800 characters, 4 bytes each)
+_masked_shapes: dict[bytes, tuple[str, int]] = {}
+
+
+def _shape(message: str) -> bytes:
+    # No lone surrogate gets here: both JSON decoders of the contract refuse them.
+    return message[:TEMPLATE_SOURCE_CHARS].encode().translate(_SAME_DIGITS)
+
+
 def enrich(document: Document) -> str:
     """Add ``th`` (template hash) to a stored document; return its masked text."""
-    masked = masked_text(document.get("message", ""))
-    document["th"] = template_hash(masked)
-    return masked
+    shape = _shape(document.get("message", ""))
+    known = _masked_shapes.get(shape)
+    if known is None:
+        if len(_masked_shapes) >= _SHAPES_KEPT:
+            _masked_shapes.clear()
+        masked = masked_text(shape.decode())
+        known = _masked_shapes[shape] = (masked, template_hash(masked))
+    document["th"] = known[1]
+    return known[0]
 
 
 class RollupSettings(BaseSettings):
