@@ -16,6 +16,7 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from logriver_common.histograms import observe_many
 from logriver_stream import metrics
 from logriver_stream.cursor import CursorCodec
 from logriver_stream.filters import RegexCompiler
@@ -203,8 +204,8 @@ class Session:
         self._delivered.inc(len(records))
         if not live:
             return  # replayed events are old by design; latency is about live delivery
-        latency = self._latency
         now = time.time()
-        for record in records:
-            if record.received_at is not None:
-                latency.observe(max(0.0, now - record.received_at))
+        observe_many(
+            self._latency,
+            (max(0.0, now - r.received_at) for r in records if r.received_at is not None),
+        )

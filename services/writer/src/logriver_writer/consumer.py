@@ -30,6 +30,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from logriver_common.consumer_kit.backoff import Backoff
 from logriver_common.consumer_kit.dead_letters import DeadLetterQueue, DlqRatioGuard
 from logriver_common.consumer_kit.records import Record
+from logriver_common.histograms import observe_many
 from logriver_writer import metrics
 from logriver_writer.batcher import Batch, Batcher
 from logriver_writer.decode import Accepted, Decoder, Rejected, RejectReason
@@ -272,11 +273,14 @@ class WriterConsumer:
         metrics.EVENTS_WRITTEN.inc(bulk.inserted)
         metrics.DUPLICATES_SKIPPED.inc(bulk.duplicates)
         stored_at = datetime.now(UTC)
-        for item in accepted:
-            if item.received_at is not None:
-                metrics.INGEST_TO_STORED_SECONDS.observe(
-                    max((stored_at - item.received_at).total_seconds(), 0.0)
-                )
+        observe_many(
+            metrics.INGEST_TO_STORED_SECONDS,
+            (
+                max((stored_at - item.received_at).total_seconds(), 0.0)
+                for item in accepted
+                if item.received_at is not None
+            ),
+        )
         return bulk
 
     async def _retry(
