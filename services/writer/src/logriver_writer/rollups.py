@@ -199,10 +199,13 @@ class RollupOps:
         ]
 
 
+_ONE_MS = timedelta(milliseconds=1)  # built once: building it per event cost 0.3-0.6 µs
+
+
 def epoch_ms(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return (value - EPOCH) // timedelta(milliseconds=1)
+    return (value - EPOCH) // _ONE_MS
 
 
 def counts_id(start_ms: int, service: str, level: str) -> str:
