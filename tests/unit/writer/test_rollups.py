@@ -178,10 +178,10 @@ def test_messages_that_differ_only_in_digits_one_to_nine_share_the_masked_text(
     """The shortcut `enrich` takes: the masked text of a message's shape is its own."""
     shape = message.translate(str.maketrans("23456789", "11111111"))
     assert masked_text(shape) == masked_text(message)
-    document = {"message": message}
+    document: dict[str, Any] = {"message": message}
     assert enrich(document) == masked_text(message)
     assert document["th"] == template_hash(masked_text(message))
-    again = {"message": message}  # now from the remembered shapes
+    again: dict[str, Any] = {"message": message}  # now from the remembered shapes
     assert enrich(again) == masked_text(message)
     assert again["th"] == document["th"]
 
