@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import asyncpg
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from logriver_alerter.app import _storage_unavailable
 from logriver_alerter.repositories import Conflict, StorageUnavailable
 from logriver_alerter.rules import RuleSpec
-from logriver_alerter.store import PgChannels, PgIncidents, PgRules
+from logriver_alerter.store import PgChannels, PgIncidents, PgProgress, PgRules
 
 SPEC = RuleSpec.model_validate(
     {
@@ -55,6 +56,11 @@ async def test_a_unique_violation_is_a_conflict() -> None:
         asyncpg.QueryCanceledError("statement timeout"),
         ConnectionRefusedError(111, "refused"),
         TimeoutError(),
+        # Raised by a connection PostgreSQL dropped mid-operation when the pool resets it
+        # (a restart under load): it once ended the alerter's consumer.
+        asyncpg.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress"
+        ),
     ],
 )
 async def test_infrastructure_errors_are_storage_unavailable(error: BaseException) -> None:
@@ -63,6 +69,8 @@ async def test_infrastructure_errors_are_storage_unavailable(error: BaseExceptio
     assert info.value.__cause__ is error
     with pytest.raises(StorageUnavailable):
         await PgIncidents(pool(error)).active()
+    with pytest.raises(StorageUnavailable):  # the consumer's commit: it logs this and goes on
+        await PgProgress(pool(error)).save("alerter", "logs.v1", {0: (5, datetime.now(UTC))})
 
 
 async def test_cancellation_is_never_translated() -> None:

@@ -22,6 +22,7 @@ from enum import StrEnum
 import asyncpg
 from fastapi import Request
 
+from logriver_common.clients import POSTGRES_UNAVAILABLE
 from logriver_common.migrations import Migration, apply_migrations
 from logriver_common.web.errors import ApiError
 
@@ -271,7 +272,7 @@ def require_scope(scope: Scope) -> Callable[[Request], Awaitable[ApiKey]]:
         store: ApiKeyStore = request.app.state.api_keys
         try:
             key = await store.lookup(plaintext)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except POSTGRES_UNAVAILABLE:
             # The key store is down and this key is not cached: a retryable answer, not a 500.
             raise ApiError(
                 503,

@@ -83,6 +83,18 @@ def redis_client(settings: RedisSettings) -> Redis:
     )
 
 
+# "PostgreSQL cannot answer now": server errors, a closed pool or connection, the network
+# (timeouts are OSErrors), and InternalClientError, which asyncpg raises when a connection
+# the server dropped mid-operation is reset on its way back to the pool ("cannot switch to
+# state 15; another operation is in progress"; seen when PostgreSQL restarts under load).
+POSTGRES_UNAVAILABLE: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+
+
 async def postgres_pool(settings: PostgresSettings) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         settings.dsn.get_secret_value(),

@@ -25,6 +25,7 @@ import asyncpg
 from logriver_alerter.message import AlertMessage
 from logriver_alerter.records import AlertRow, Notification, Observation
 from logriver_alerter.rules import Channel, ChannelSpec, Rule, RuleSpec, Silence, SilenceSpec
+from logriver_common.clients import POSTGRES_UNAVAILABLE
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -52,7 +53,7 @@ def _translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             return await method(*args, **kwargs)
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(str(exc)) from exc
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except POSTGRES_UNAVAILABLE as exc:
             raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     return call

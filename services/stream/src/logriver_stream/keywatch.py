@@ -24,9 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import asyncpg
-
 from logriver_common.auth import ApiKeyStore
+from logriver_common.clients import POSTGRES_UNAVAILABLE
 from logriver_stream import metrics
 from logriver_stream.hub import Admission, Hub
 from logriver_stream.subscriber import CloseReason
@@ -69,7 +68,7 @@ class KeyWatch:
                 async with asyncio.timeout(max(self.interval_s, 1.0)):
                     await self.check_once()
                 metrics.KEY_CHECKS.labels("ok").inc()
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            except POSTGRES_UNAVAILABLE as exc:
                 metrics.KEY_CHECKS.labels("failed").inc()
                 log.warning("could not recheck the keys of open streams: %r", exc)
             except Exception:
