@@ -59,6 +59,9 @@ async def test_a_loop_that_ends_on_its_own_fails_readiness(
         ready, report = await readiness.report()
         assert not ready
         assert report["consumer"] == {"status": "down", "error": reason}
+        # Liveness fails (the orchestrator restarts the process) unless it stopped on purpose.
+        on_purpose = loop is _gives_up
+        assert readiness.broken == ({} if on_purpose else {"consumer": reason})
 
 
 async def test_a_stopped_loop_drains_and_stays_ready() -> None:

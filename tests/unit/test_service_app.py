@@ -120,6 +120,20 @@ def test_healthz_and_metrics(client: TestClient) -> None:
     assert "python_info" in metrics.text
 
 
+def test_liveness_fails_only_for_what_a_restart_repairs(client: TestClient) -> None:
+    readiness = client.app.state.readiness  # type: ignore[attr-defined]
+    readiness.fail("consumer", "dead-letter ratio 0.9 above 0.5")  # stopped on purpose
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").json() == {"status": "alive"}
+    readiness.fail("sweeper", "sweeper crashed: RuntimeError: bug", restart=True)
+    alive = client.get("/healthz")
+    assert alive.status_code == 503
+    assert alive.json() == {
+        "status": "broken",
+        "reasons": {"sweeper": "sweeper crashed: RuntimeError: bug"},
+    }
+
+
 def test_services_collect_young_objects_rarely_and_freeze_start_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -8,6 +8,12 @@ opened, in reverse order. Background loops run through :class:`Supervisor`:
 * a loop that raises, or returns a reason (``str``), or returns at all before it
   was asked to stop, marks the service unready (``/readyz`` answers 503 with the
   reason under the loop's check name) instead of leaving it silently idle;
+* a loop that raises or returns early also fails liveness (``/healthz`` 503), so
+  the orchestrator restarts the process: every loop handles the failures it
+  expects, so an escaped one is a bug or an unforeseen failure (an asyncpg error
+  type after a PostgreSQL restart once ended the alerter's consumer), and a restart
+  rebuilds its state. A reason returned on purpose (the dead-letter guard) does not:
+  a restart would only repeat it;
 * each loop's stop is registered on the same stack when it starts, so it stops
   before anything that was opened earlier (the clients it uses) is closed:
   ``stop()`` first (drain: finish the batch in flight), then cancel past the
@@ -70,14 +76,16 @@ class Supervisor:
             log.error("%s crashed", name, exc_info=error)
             reason = f"{name} crashed: {type(error).__name__}: {error}"
         elif (result := task.result()) is not None:
+            # Stopped on purpose (the dead-letter guard): a restart would only repeat it.
             log.error("%s stopped", name, extra={"reason": result})
-            reason = result
+            self._readiness.fail(name, result[:300])
+            return
         elif task in self._stopping:
             return
         else:
             log.error("%s exited before it was asked to stop", name)
             reason = f"{name} exited before it was asked to stop"
-        self._readiness.fail(name, reason[:300])
+        self._readiness.fail(name, reason[:300], restart=True)
 
     async def _stop(
         self,

@@ -81,7 +81,7 @@ class Dispatcher:
         exc = task.exception()
         log.error("%s stopped", task.get_name(), exc_info=exc)
         if self.readiness is not None:
-            self.readiness.fail(task.get_name(), f"stopped: {exc!r}"[:300])
+            self.readiness.fail(task.get_name(), f"stopped: {exc!r}"[:300], restart=True)
         channel = task.get_name().removeprefix("deliver-")
         if self.workers.get(channel) is task:
             # What its lane held goes back to the outbox when the leases end; the next

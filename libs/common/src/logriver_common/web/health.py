@@ -1,8 +1,11 @@
 """Liveness, readiness and Prometheus metrics endpoints.
 
-``/healthz`` says the process is alive. ``/readyz`` runs every dependency check
-registered on ``app.state.readiness`` concurrently, each with a timeout, and
-reports status and latency per dependency; it answers 503 if any is down.
+``/healthz`` says the process is alive: 503 only once a loop that should run for the
+process's lifetime has ended on its own (a bug, or a failure its own handling missed),
+so the orchestrator restarts the process and every loop rebuilds its state from Kafka
+and the stores. ``/readyz`` runs every dependency check registered on
+``app.state.readiness`` concurrently, each with a timeout, and reports status and
+latency per dependency; it answers 503 if any is down or the service failed on its own.
 """
 
 from __future__ import annotations
@@ -28,13 +31,17 @@ class Readiness:
     def __init__(self) -> None:
         self.checks: dict[str, Check] = {}
         self.failures: dict[str, str] = {}
+        self.broken: dict[str, str] = {}  # failures only a restart repairs (see /healthz)
 
     def add(self, name: str, check: Check) -> None:
         self.checks[name] = check
 
-    def fail(self, name: str, reason: str) -> None:
-        """Mark the service unready (e.g. a consumer that stopped on purpose)."""
+    def fail(self, name: str, reason: str, *, restart: bool = False) -> None:
+        """Mark the service unready: a consumer that stopped on purpose (the dead-letter
+        guard), or, with ``restart``, a loop that crashed: then liveness fails too."""
         self.failures[name] = reason
+        if restart:
+            self.broken[name] = reason
 
     def clear(self, name: str) -> None:
         self.failures.pop(name, None)
@@ -62,8 +69,11 @@ async def _timed(check: Check) -> dict[str, Any]:
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "alive"}
+async def healthz(request: Request) -> JSONResponse:
+    readiness: Readiness | None = getattr(request.app.state, "readiness", None)
+    if readiness is not None and readiness.broken:
+        return JSONResponse({"status": "broken", "reasons": readiness.broken}, status_code=503)
+    return JSONResponse({"status": "alive"})
 
 
 @router.get("/readyz")
