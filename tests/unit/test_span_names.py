@@ -1,4 +1,5 @@
-"""Request span names: the instrumentation's route template, looked up once per path."""
+"""Request spans: named after the route template, looked up once per path; not recorded
+when tracing is disabled."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
-from logriver_common.telemetry import SpanNames, instrument_app
+from logriver_common.settings import TelemetrySettings
+from logriver_common.telemetry import SpanNames, instrument_app, setup_tracing
 
 
 def _app() -> tuple[FastAPI, InMemorySpanExporter]:
@@ -81,3 +84,15 @@ def test_a_long_path_is_named_but_never_kept() -> None:
     assert names._known == {}
     names({"type": "http", "method": "GET", "path": "/v1/logs/" + "x" * 247})  # 256: kept
     assert len(names._known) == 1
+
+
+def test_disabled_tracing_starts_spans_that_record_nothing_and_keep_the_callers_trace() -> None:
+    provider = setup_tracing("test", TelemetrySettings(enabled=False))
+    tracer = provider.get_tracer("t")
+    caller = SpanContext(0xABC, 0x1, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    with tracer.start_as_current_span(
+        "request", context=set_span_in_context(NonRecordingSpan(caller))
+    ) as span:
+        assert not span.is_recording()  # no attributes, no events: nothing would export them
+        assert span.get_span_context().trace_id == 0xABC  # logs and Kafka headers still carry it
+        assert span.get_span_context().is_valid

@@ -18,7 +18,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 from starlette.types import ASGIApp
 
 from logriver_common.settings import TelemetrySettings
@@ -29,9 +29,13 @@ _EXCLUDED_URLS = "healthz,readyz,metrics"
 
 def setup_tracing(service_name: str, settings: TelemetrySettings) -> TracerProvider:
     """Create the process's tracer provider; the caller shuts it down in its lifespan."""
+    # Disabled: spans are still started (their ids go into logs and Kafka headers, and
+    # the trace id continues the caller's) but never recorded, since nothing exports them.
+    sampler = (
+        ParentBased(TraceIdRatioBased(settings.sample_ratio)) if settings.enabled else ALWAYS_OFF
+    )
     provider = TracerProvider(
-        resource=Resource.create({SERVICE_NAME: f"logriver-{service_name}"}),
-        sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio)),
+        resource=Resource.create({SERVICE_NAME: f"logriver-{service_name}"}), sampler=sampler
     )
     if settings.enabled:
         exporter = OTLPSpanExporter(endpoint=settings.endpoint, insecure=True)
