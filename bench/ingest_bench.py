@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -52,11 +53,13 @@ LEVELS = ["DEBUG", "INFO", "INFO", "INFO", "WARNING", "ERROR"]
 def make_events(seed: int) -> list[dict[str, object]]:
     """1,000 events of about 300 bytes as JSON (the gateway adds id and received_at)."""
     events: list[dict[str, object]] = []
+    # Now, not a fixed date: retention refuses events older than it at the door.
+    stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     for i in range(BATCH):
         n = seed * BATCH + i
         events.append(
             {
-                "timestamp": "2026-01-15T10:00:00.123456Z",
+                "timestamp": stamp,
                 "level": LEVELS[n % len(LEVELS)],
                 "service": SERVICES[n % len(SERVICES)],
                 "message": f"order {n} checked out: 3 items, total 42.10 EUR, took {n % 997} ms",
