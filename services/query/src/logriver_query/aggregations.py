@@ -417,16 +417,13 @@ async def top_messages(
     ranked = sorted(groups.items(), key=lambda item: (-item[1]["count"], str(item[0])))[:limit]
     missing = [key for key, group in ranked if group["template"] is None]
     if missing:
-        # The edge hours' own template documents (index th_t): a handful, not every hour's.
-        found = rollups_of(collection, template=True).find(
-            {
-                "th": {"$in": missing},
-                "t": {"$gte": from_ms(since - since % HOUR_MS), "$lt": flt.window.until},
-            },
-            {"_id": 0, "th": 1, "template": 1},
-            max_time_ms=max_time_ms,
+        # Each template's one dictionary document (`_id` = th), written in the same
+        # transaction as its events. Not its hourly rollups: one per hour, service and
+        # level (a 1 h window's 40 templates read about 3,000 of them).
+        found = word_search.dictionary_of(collection).find(
+            {"_id": {"$in": missing}}, {"template": 1}, max_time_ms=max_time_ms
         )
-        names = {doc["th"]: doc["template"] async for doc in found}
+        names = {doc["_id"]: doc["template"] async for doc in found}
         for key, group in ranked:
             if group["template"] is None:
                 group["template"] = names.get(key, "")
