@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from logriver_common import clients
 from logriver_common.documents import event_to_document
 from logriver_common.event import LogEvent
 from logriver_common.stream_tokens import StreamTokenSettings, verify_token
@@ -101,6 +102,29 @@ async def test_concurrent_misses_cost_one_database_query(query: QueryApp, datase
     assert again.headers["x-cache"] == "hit"
     assert again.content == responses[0].content  # the cached bytes, as they were
     assert len(query.commands.reads) - before == one
+
+
+async def test_a_miss_stores_its_answer_and_gives_the_lock_back(
+    query: QueryApp, dataset: DataSet
+) -> None:
+    """Store, notify and release go to Redis together (one pipeline): all three happen."""
+    redis = clients.redis_client(query.settings.redis)
+    prefix = query.settings.redis.key_prefix
+    try:
+        params = {**unique_window(dataset), "bucket": "15m"}
+        miss = await query.http.get("/v1/stats/histogram", params=params)
+        assert miss.headers["x-cache"] == "miss"
+        keys = {
+            k.decode() if isinstance(k, bytes) else k async for k in redis.scan_iter(f"{prefix}*")
+        }
+        stored = [k for k in keys if not k.endswith(":lock")]
+        assert stored, keys
+        assert not [k for k in keys if k.endswith(":lock")], keys  # released, not left to expire
+        hit = await query.http.get("/v1/stats/histogram", params=params)
+        assert hit.headers["x-cache"] == "hit"
+        assert hit.content == miss.content
+    finally:
+        await redis.aclose()
 
 
 async def test_single_flight_across_instances(query: QueryApp, dataset: DataSet) -> None:

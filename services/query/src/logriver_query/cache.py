@@ -112,18 +112,25 @@ class AggregationCache:
             # The other instance failed or died holding the lock: compute once ourselves.
         try:
             value = orjson.dumps(await compute())
-            await self._store(key, value)
-            return value, "miss"
-        finally:
+        except BaseException:
             if acquired:
                 await self._release(lock, token)
+            raise
+        await self._store(key, value, (lock, token) if acquired else None)
+        return value, "miss"
 
-    async def _store(self, key: str, value: bytes) -> None:
+    async def _store(self, key: str, value: bytes, lock: tuple[str, str] | None) -> None:
+        """Store the answer, wake the instances waiting for it and give the lock back, in
+        one round trip: each Redis command costs this service about 120 µs of CPU."""
         try:
-            await self._redis.set(key, value, px=self._ttl_ms)
-            await self._redis.publish(f"{key}:ready", b"1")
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(key, value, px=self._ttl_ms)
+                pipe.publish(f"{key}:ready", b"1")
+                if lock is not None:
+                    pipe.eval(_RELEASE, 1, *lock)
+                await pipe.execute()
         except RedisError as exc:
-            log.warning("could not store cached result: %s", exc)
+            log.warning("could not store cached result (the lock expires on its own): %s", exc)
 
     async def _release(self, lock: str, token: str) -> None:
         try:
