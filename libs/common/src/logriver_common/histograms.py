@@ -1,11 +1,12 @@
 """Observing many values in a Prometheus histogram at once.
 
 The writer observes the ingest-to-stored latency of every event it stores, and each
-stream session the delivery latency of every event it sends: `Histogram.observe` per
-value takes two locks and walks the bucket list, about 1.5 µs per value, which py-spy
-put at 6% of the writer. :func:`observe_many` counts a batch's values per bucket first
-and then adds each count once. prometheus_client has no weighted observe, so this uses
-its buckets directly; a unit test holds it to `observe()` of the same values.
+stream session the delivery latency of every event it sends. `Histogram.observe` per
+value takes two locks and walks the bucket list: 0.75 µs per value measured, and py-spy
+put the writer's observations at 6% of its samples. :func:`observe_many` counts a
+batch's values per bucket first and then adds each count once (0.09 µs per value).
+prometheus_client has no weighted observe, so this uses its buckets directly; a unit
+test holds it to `observe()` of the same values.
 """
 
 from __future__ import annotations
