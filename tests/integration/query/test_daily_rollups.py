@@ -23,6 +23,7 @@ from tests.integration.query.conftest import (
     start_query_app,
     stored,
 )
+from tests.integration.rollup_totals import assert_totals_match
 from tests.stack import STACK
 
 pytestmark = [pytest.mark.integration]
@@ -35,6 +36,10 @@ def iso(value: datetime) -> str:
 
 def day_of(value: datetime) -> datetime:
     return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+def hour_of(value: datetime) -> datetime:
+    return datetime(value.year, value.month, value.day, value.hour, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +74,19 @@ async def assert_histograms_exact(app: QueryApp, docs: Docs, newest: datetime, o
             want[iso(datetime.fromtimestamp(ms // size_ms * size_ms / 1000, UTC))][d["level"]] += 1
         got = {b["start"]: Counter(b["counts"]) for b in body["buckets"] if b["total"]}
         assert got == want, bucket
+    # Per service over all levels (the per-service totals where they are complete).
+    params = {"since": iso(since), "until": iso(until), "bucket": "30m", "group_by": "service"}
+    resp = await app.http.get("/v1/stats/histogram", params=params)
+    assert resp.status_code == 200, resp.text
+    by_service: dict[str, Counter[str]] = defaultdict(Counter)
+    for d in in_window:
+        ms = epoch_ms(d["timestamp"])
+        by_service[iso(datetime.fromtimestamp(ms // 1_800_000 * 1_800_000 / 1000, UTC))][
+            d["service"]
+        ] += 1
+    assert {b["start"]: Counter(b["counts"]) for b in resp.json()["buckets"] if b["total"]} == (
+        by_service
+    )
     # Summaries (one bucket): whole days, the days the window cuts, or (20 h) no whole day.
     for start in (since, until - timedelta(hours=20)):
         window = [d for d in docs if start <= d["timestamp"] < until]
@@ -129,6 +147,10 @@ async def test_counts_stay_exact_before_and_after_the_backfill_of_older_days(
             assert sum(doc["h"].values()) == doc["n"], doc
             assert sum(doc["hh"].values()) == doc["n"], doc
         assert got == want
+        # And the totals: the backfill replaced what the loader had counted into them.
+        hours = Counter((hour_of(d["timestamp"]), d["service"], d["level"]) for d in docs)
+        await assert_totals_match(db, hours, daily=False)
+        await assert_totals_match(db, want, daily=True)
         assert await backfill_daily(db["logs"]) == 0  # nothing left to build
 
         forget_daily_coverage()
@@ -137,9 +159,11 @@ async def test_counts_stay_exact_before_and_after_the_backfill_of_older_days(
         await client.close()
 
 
-async def test_daily_counts_from_before_half_hours_are_rebuilt_with_them(stack: None) -> None:
-    """A store whose daily documents predate `hh` (old marker, no half hours) gets a new
-    marker from tomorrow on; the backfill then rebuilds every day with its half hours."""
+@pytest.mark.parametrize("old_marker", ["coverage", "coverage-v2"])
+async def test_daily_counts_from_an_older_layout_are_rebuilt(stack: None, old_marker: str) -> None:
+    """A store whose daily documents predate `hh` (marker `coverage`) or that has no totals
+    (`coverage-v2`) gets a new marker from tomorrow on; the backfill then rebuilds every day
+    with its half hours and totals."""
     docs, _ = spread_events(2_000, 60, seed=11, message="upgrade event")
     async with stored(docs, "test_daily_upgrade") as database:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri, tz_aware=True)
@@ -148,13 +172,16 @@ async def test_daily_counts_from_before_half_hours_are_rebuilt_with_them(stack: 
             daily = db["logs_rollups_daily"]
             # As the previous writer left it.
             await daily.delete_one({"_id": DAILY_COVERAGE_ID})
-            await daily.update_many({}, {"$unset": {"hh": ""}})
-            await daily.insert_one({"_id": "coverage", "since": EPOCH})
+            if old_marker == "coverage":
+                await daily.update_many({}, {"$unset": {"hh": ""}})
+            await db["logs_rollups_totals"].delete_many({})
+            await db["logs_rollups_daily_totals"].delete_many({})
+            await daily.insert_one({"_id": old_marker, "since": EPOCH})
 
             tomorrow = {day_of(datetime.now(UTC)) + timedelta(days=1)}
             await ensure_daily_coverage(db["logs"])
             tomorrow.add(day_of(datetime.now(UTC)) + timedelta(days=1))  # midnight between
-            assert await daily.find_one({"_id": "coverage"}) is None
+            assert await daily.find_one({"_id": old_marker}) is None
             marker = await daily.find_one({"_id": DAILY_COVERAGE_ID})
             assert marker is not None
             assert marker["since"] in tomorrow
@@ -165,5 +192,6 @@ async def test_daily_counts_from_before_half_hours_are_rebuilt_with_them(stack: 
             async for doc in daily.find({"_id": {"$ne": DAILY_COVERAGE_ID}}):
                 got[(doc["t"], doc["service"], doc["level"])] += sum(doc["hh"].values())
             assert got == want
+            await assert_totals_match(db, want, daily=True)
         finally:
             await client.close()

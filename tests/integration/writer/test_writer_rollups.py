@@ -10,6 +10,7 @@ from pymongo.read_concern import ReadConcern
 
 from logriver_common.indexes import DAILY_COVERAGE_ID
 from tests.conftest import StartService, Topics
+from tests.integration.rollup_totals import assert_totals_match
 from tests.integration.writer.helpers import (
     MongoClient,
     committed_total,
@@ -103,6 +104,9 @@ async def test_kill_9_mid_batch_keeps_rollups_equal_to_the_stored_events(
         assert await _daily_counts(client, mongo_database) == await _event_counts(
             client, mongo_database, "day"
         )
+        for daily in (False, True):
+            events_by = await _event_counts(client, mongo_database, "day" if daily else "hour")
+            await assert_totals_match(client[mongo_database], events_by, daily=daily)
 
         second = service_process("writer", env=env)
         # A transaction the killed writer left open holds its rows until MongoDB aborts it
@@ -121,6 +125,9 @@ async def test_kill_9_mid_batch_keeps_rollups_equal_to_the_stored_events(
         assert await _daily_counts(client, mongo_database) == await _event_counts(
             client, mongo_database, "day"
         )
+        for daily in (False, True):
+            events_by = await _event_counts(client, mongo_database, "day" if daily else "hour")
+            await assert_totals_match(client[mongo_database], events_by, daily=daily)
         assert await _template_total(client, mongo_database) == EVENTS
         db = client[mongo_database]
         assert await db["logs"].count_documents({"th": {"$exists": False}}) == 0

@@ -148,6 +148,55 @@ def test_one_daily_upsert_per_day_service_and_level_with_hour_and_half_hour_coun
     assert len(ops.daily) == 3
 
 
+def _summed(ops: list[dict[str, Any]], key: Any) -> dict[Any, dict[str, int]]:
+    """Each upsert's `$inc`, added up per `key(its $setOnInsert, its _id)`."""
+    sums: dict[Any, dict[str, int]] = {}
+    for op in ops:
+        spec = _spec(op)
+        into = sums.setdefault(key(spec["$setOnInsert"], _spec(op, "q")["_id"]), {})
+        for field, n in spec["$inc"].items():
+            into[field] = into.get(field, 0) + n
+    return sums
+
+
+_EVENTS = st.lists(
+    st.tuples(
+        st.integers(0, 3 * 86_400 - 1),  # second of a three-day span
+        st.sampled_from(["api", "web", "db", "queue"]),
+        st.sampled_from(["DEBUG", "INFO", "ERROR"]),
+    ),
+    max_size=60,
+)
+
+
+@given(_EVENTS, st.fixed_dictionaries({s: st.integers(0, 5) for s in ("api", "web", "db")}))
+def test_totals_are_the_counts_summed_over_services_or_over_levels(
+    events: list[tuple[int, str, str]], shards: dict[str, int]
+) -> None:
+    day = datetime(2026, 1, 2, tzinfo=UTC)
+    docs = [
+        _doc(day + timedelta(seconds=s), service, level, str(i))
+        for i, (s, service, level) in enumerate(events)
+    ]
+    ops = rollup_updates(
+        docs, [enrich(d) for d in docs], retention=timedelta(days=30), shards=shards
+    )
+    for counts, totals in ((ops.counts, ops.totals), (ops.daily, ops.daily_totals)):
+        # Per level over all services (the partitions' shards added up), per service over
+        # all levels.
+        for summed_over, kept in (("service", "level"), ("level", "service")):
+            want = _summed(counts, lambda s, _id: (s["t"], s[kept]))  # noqa: B023
+            kind = [op for op in totals if _spec(op)["$setOnInsert"][summed_over] == "*"]
+            assert _summed(kind, lambda s, _id: (s["t"], s[kept])) == want  # noqa: B023
+        for op in totals:
+            insert, doc_id = _spec(op)["$setOnInsert"], _spec(op, "q")["_id"]
+            if insert["service"] == "*":
+                # One per-level total per partition: the writer of that partition owns it.
+                services = {d["service"] for d in docs if d["level"] == insert["level"]}
+                assert doc_id.rsplit("|", 1)[1] in {f"p{shards.get(s, 0)}" for s in services}
+    assert len(ops.totals) <= len(ops.counts) * 2
+
+
 def _every_mask_in_turn(message: str) -> str:
     text = message[:800]
     for pattern, mask in _MASKS:

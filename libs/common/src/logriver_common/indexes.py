@@ -61,6 +61,10 @@ ROLLUP_INDEXES: list[IndexModel] = [
 # Daily rollups: one document per (day, service, level) with the day's hours and quarters,
 # so a week's histogram reads 8 documents per service and level instead of 168.
 DAILY_ROLLUP_INDEXES = ROLLUP_INDEXES
+# Totals, hourly and daily: the same shape with service "*" (per level, one document per
+# writer's partition) or level "*" (per service). A read of either kind is an equality on
+# one of the two fields within a range of `t`, which `t_service_level` serves.
+TOTALS_INDEXES = ROLLUP_INDEXES
 TEMPLATE_ROLLUP_INDEXES: list[IndexModel] = [
     IndexModel([("level", ASCENDING), ("t", ASCENDING)], name="level_t"),
     # A template's text for counts that came from scanning events (which store only `th`).
@@ -115,26 +119,37 @@ class RollupCollections(NamedTuple):
     templates: str
     dictionary: str
     daily: str
+    totals: str
+    daily_totals: str
+
+
+# In the totals collections: the value of the dimension a total is summed over. Neither a
+# service name ([A-Za-z0-9._-]) nor a level can be "*".
+ALL = "*"
 
 
 def rollup_collection_names(collection: str) -> RollupCollections:
     """The collections holding ``collection``'s hourly counts, template counts, templates'
-    words and daily counts."""
+    words, daily counts, and the hourly and daily totals (counts per level over all
+    services, per service over all levels)."""
     return RollupCollections(
         f"{collection}_rollups",
         f"{collection}_template_rollups",
         f"{collection}_templates",
         f"{collection}_rollups_daily",
+        f"{collection}_rollups_totals",
+        f"{collection}_rollups_daily_totals",
     )
 
 
 # The daily collection's one other document: daily counts are complete for the days from
 # `since` on (the writer has counted every event of those days into them). Days before it
 # are read from the hourly rollups until the writer's backfill has moved `since` back.
-# "-v2": daily documents hold half-hour counts (`hh`) too. A store whose daily documents
-# predate them has only the old marker: it gets a new one and the backfill rebuilds them.
-DAILY_COVERAGE_ID = "coverage-v2"
-_OLD_COVERAGE_IDS = ["coverage"]
+# "-v2": daily documents hold half-hour counts (`hh`) too. "-v3": the totals collections
+# are complete from `since` on as well. A store with only an older marker gets a new one
+# and the backfill rebuilds every older day's daily documents and totals.
+DAILY_COVERAGE_ID = "coverage-v3"
+_OLD_COVERAGE_IDS = ["coverage", "coverage-v2"]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
 
@@ -169,5 +184,7 @@ async def ensure_log_indexes(collection: AsyncCollection[dict[str, Any]]) -> lis
     await collection.database[names_of.templates].create_indexes(TEMPLATE_ROLLUP_INDEXES)
     await collection.database[names_of.dictionary].create_indexes(TEMPLATE_DICTIONARY_INDEXES)
     await collection.database[names_of.daily].create_indexes(DAILY_ROLLUP_INDEXES)
+    await collection.database[names_of.totals].create_indexes(TOTALS_INDEXES)
+    await collection.database[names_of.daily_totals].create_indexes(TOTALS_INDEXES)
     await ensure_daily_coverage(collection)
     return names

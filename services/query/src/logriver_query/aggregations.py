@@ -84,7 +84,9 @@ async def error_summary(
     if not answerable(flt):
         return await _error_summary_scan(collection, flt, max_time_ms=max_time_ms)
     errors = replace(flt, levels=tuple(ERROR_LEVELS))
-    rows = await rollup_rows(collection, errors, bucket_s=0, max_time_ms=max_time_ms)
+    rows = await rollup_rows(
+        collection, errors, bucket_s=0, max_time_ms=max_time_ms, keep=("service",)
+    )
     per_service: dict[str, int] = {}
     for (_, service, _), n in rows.items():
         per_service[service] = per_service.get(service, 0) + n

@@ -11,6 +11,11 @@ hourly ones; the hours cut by the window from their quarters and minutes; the pa
 minutes at its two edges (at most two minutes of events) are counted over the events. So
 the answer is exactly a count over the stored events, at any window up to the range limit.
 
+A count with no service filter that is not split by service reads the **totals** (one
+document per level and writer partition, service ``*``), and one with no level filter
+not split by level the per-service totals (level ``*``), where the coverage marker says
+they are complete: a 24 h chart of 20 services then reads 60 daily documents, not 200.
+
 Rollups know only service and level. A filter on host, env, trace_id, ``q`` or
 ``meta.*`` is answered by scanning the events, newest slice first, within a
 time budget (``scan_budget_ms``): if the budget runs out the answer says
@@ -30,6 +35,7 @@ from typing import Any
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
 from logriver_common.indexes import (
+    ALL,
     DAILY_COVERAGE_ID,
     RollupCollections,
     rollup_collection_names,
@@ -89,6 +95,16 @@ def _bucket(ms: int, first: int, size_ms: int) -> int:
     return first if size_ms == 0 else ms - ms % size_ms
 
 
+def _totals_match(flt: LogFilter, keep: tuple[str, ...]) -> dict[str, str] | None:
+    """The totals that answer this count (their match), or None: per-level totals when no
+    service is asked for or kept apart, else per-service ones when no level is."""
+    if not flt.services and "service" not in keep:
+        return {"service": ALL}
+    if not flt.levels and "level" not in keep:
+        return {"level": ALL}
+    return None
+
+
 def _dimension_filter(flt: LogFilter) -> dict[str, Any]:
     query: dict[str, Any] = {}
     if flt.services:
@@ -113,7 +129,14 @@ async def rollup_rows(
     goes to MongoDB in **one** aggregate command (see :func:`_run`)."""
     since, until = to_ms(flt.window.since), to_ms(flt.window.until)
     size = bucket_s * 1000
-    plan = _Plan(events, flt, keep, first=since - since % size if size else since, size=size)
+    plan = _Plan(
+        events,
+        flt,
+        keep,
+        first=since - since % size if size else since,
+        size=size,
+        covered_since=await daily_since(events),
+    )
     m0 = -(-since // MINUTE_MS) * MINUTE_MS  # first whole minute
     m1 = until - until % MINUTE_MS  # end of the last whole minute
     if m0 >= m1:
@@ -125,7 +148,7 @@ async def rollup_rows(
         by_hours = [(h0, h1)]  # what the hourly documents still have to answer
         if size % HALF_HOUR_MS == 0:
             # Days the daily rollups cover: one document per day instead of 24.
-            covered = max(h0, await daily_since(events))
+            covered = max(h0, plan.covered_since)
             d0, d1 = -(-covered // DAY_MS) * DAY_MS, h1 - h1 % DAY_MS  # the whole days
             if size == 0 and d0 < d1:
                 # One bucket: whole days add their `n` (a 7-day summary reads 6 of them),
@@ -174,8 +197,22 @@ class _Plan:
     keep: tuple[str, ...]
     first: int  # the first bucket's start (ms)
     size: int  # bucket size (ms), 0 for one bucket
+    covered_since: int  # daily documents and totals are complete from here (ms)
     rows: Rows = field(default_factory=lambda: defaultdict(int))
     reads: list[_Read] = field(default_factory=list)
+    totals: dict[str, str] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.totals = _totals_match(self.flt, self.keep)
+
+    def _source(self, start: int, *, daily: bool) -> tuple[str, dict[str, Any]]:
+        """The collection a read from ``start`` on goes to, and its match on the dimensions:
+        totals where they answer it and are complete, else the per-service-and-level counts."""
+        names = self._names()
+        match = _dimension_filter(self.flt)
+        if self.totals is not None and start >= self.covered_since:
+            return (names.daily_totals if daily else names.totals), {**match, **self.totals}
+        return (names.daily if daily else names.counts), match
 
     def _bucket(self, ms: int) -> int:
         return _bucket(ms, self.first, self.size)
@@ -192,14 +229,15 @@ class _Plan:
 
     def whole_days(self, start: int, end: int) -> None:
         """Whole days ``[start, end)`` (day starts) into the one bucket: their `n`."""
-        match = {**_dimension_filter(self.flt), "t": _between(start, end)}
+        collection, match = self._source(start, daily=True)
+        match["t"] = _between(start, end)
         group = {"_id": {"s": self._dimensions["s"], "l": self._dimensions["l"]}}
 
         def absorb(row: dict[str, Any]) -> None:
             self.rows[(self.first, row["_id"]["s"], row["_id"]["l"])] += row["a0"]
 
         pipeline = [{"$match": match}, {"$group": {**group, "a0": {"$sum": "$n"}}}]
-        self.reads.append(_Read(self._names().daily, pipeline, absorb))
+        self.reads.append(_Read(collection, pipeline, absorb))
 
     def day_parts(self, start: int, end: int) -> None:
         """The daily documents' counts of the whole hours in ``[start, end)``, per bucket.
@@ -210,7 +248,8 @@ class _Plan:
         documents of a 24 h histogram: 6.0 ms of mongod), a plain read of them 0.9 ms.
         """
         part, part_ms = ("h", HOUR_MS) if self.size % HOUR_MS == 0 else ("hh", HALF_HOUR_MS)
-        match = {**_dimension_filter(self.flt), "t": _between(start - start % DAY_MS, end)}
+        collection, match = self._source(start, daily=True)
+        match["t"] = _between(start - start % DAY_MS, end)
         # `t` as a number: a tz-aware datetime costs more to decode than the day's sum.
         projection = {
             "_id": 0,
@@ -245,11 +284,16 @@ class _Plan:
                         self.rows[(bucket, service, level)] += n
 
         pipeline = [{"$match": match}, {"$project": projection}]
-        self.reads.append(_Read(self._names().daily, pipeline, absorb, finish))
+        self.reads.append(_Read(collection, pipeline, absorb, finish))
 
     def whole_hours(self, start: int, end: int) -> None:
         """Whole hours from the hourly documents: the coarsest count that fits the bucket,
         `n` for the hour, `q` per quarter hour, else `m` per minute."""
+        if self.totals is not None and start < self.covered_since < end:
+            # Totals from the coverage on, the per-service-and-level counts before it.
+            self.whole_hours(start, self.covered_since)
+            self.whole_hours(self.covered_since, end)
+            return
         if self.size == 0 or self.size % HOUR_MS == 0:
             part, part_ms = "n", HOUR_MS
         elif self.size % QUARTER_MS == 0:
@@ -262,7 +306,8 @@ class _Plan:
             if part == "n"
             else {f"a{k}": {"$sum": f"${part}.{k}"} for k in range(parts)}
         )
-        match = {**_dimension_filter(self.flt), "t": _between(start, end)}
+        collection, match = self._source(start, daily=False)
+        match["t"] = _between(start, end)
         key = {"t": _hour_key(part, start, self.size), **self._dimensions}
 
         def absorb(row: dict[str, Any]) -> None:
@@ -275,7 +320,7 @@ class _Plan:
                     self.rows[(bucket, row["_id"]["s"], row["_id"]["l"])] += n
 
         pipeline = [{"$match": match}, {"$group": {"_id": key, **sums}}]
-        self.reads.append(_Read(self._names().counts, pipeline, absorb))
+        self.reads.append(_Read(collection, pipeline, absorb))
 
     def cut_hour(self, hour: int, m0: int, m1: int) -> None:
         """An hour cut by the window: its quarters that lie inside the window (and in one
@@ -292,7 +337,8 @@ class _Plan:
                 if m0 <= at < m1:
                     fields.append((f"m.{k}", self._bucket(at)))
         sums = {f"a{j}": {"$sum": f"${path}"} for j, (path, _) in enumerate(fields)}
-        match = {**_dimension_filter(self.flt), "t": from_ms(hour)}
+        collection, match = self._source(hour, daily=False)
+        match["t"] = from_ms(hour)
 
         def absorb(row: dict[str, Any]) -> None:
             for j, (_, bucket) in enumerate(fields):
@@ -300,7 +346,7 @@ class _Plan:
                     self.rows[(bucket, row["_id"]["s"], row["_id"]["l"])] += n
 
         pipeline = [{"$match": match}, {"$group": {"_id": self._dimensions, **sums}}]
-        self.reads.append(_Read(self._names().counts, pipeline, absorb))
+        self.reads.append(_Read(collection, pipeline, absorb))
 
     def scan_edge(self, start: int, end: int) -> None:
         """Count the events of a sub-minute edge (one bucket when the size is ≥ 1 min)."""

@@ -266,8 +266,11 @@ class WriterConsumer:
 
     async def _store(self, accepted: list[Accepted]) -> TransactionalInsert:
         documents: list[Document] = [item.document for item in accepted]
+        # A service's events share a partition (they are keyed by its name), so this
+        # writer alone updates the per-level totals it counts them into (see rollups.py).
+        shards = {item.document["service"]: item.record.partition for item in accepted}
         # Events and their rollup counts in one transaction (see rollups.py).
-        bulk = TransactionalInsert(self._collection, documents, self._rollup_retention)
+        bulk = TransactionalInsert(self._collection, documents, self._rollup_retention, shards)
         with metrics.WRITE_SECONDS.time():
             await self._retry("mongodb", bulk.attempt, TransientWriteError)
         metrics.EVENTS_WRITTEN.inc(bulk.inserted)

@@ -6,10 +6,13 @@ first writer that keeps them started). The query service reads days before ``sin
 the hourly rollups, so answers are exact at every step; this task only makes them cheaper.
 It walks back one day at a time, newest first: in one transaction it reads the day's
 hourly documents, writes each ``(service, level)``'s daily document from them (replacing
-what late events had already added, which the hourly documents hold too) and moves
-``since`` back to that day. A writer transaction counting an event into the same day
-meanwhile touches the same daily document, so one of the two transactions aborts on the
-write conflict and is retried: neither count is lost or counted twice.
+what late events had already added, which the hourly documents hold too), replaces the
+day's hourly and daily totals with sums of them, and moves ``since`` back to that day. A
+writer transaction counting an event into the same day meanwhile touches the same daily
+document, so one of the two transactions aborts on the write conflict and is retried:
+neither count is lost or counted twice. (A total the writer creates meanwhile is not in
+the transaction's snapshot, and neither are its events in the hourly documents it reads:
+the new total stays, and its events are counted once.)
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pymongo.errors import PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from logriver_common.indexes import DAILY_COVERAGE_ID, DAY, rollup_collection_names
+from logriver_common.indexes import ALL, DAILY_COVERAGE_ID, DAY, rollup_collection_names
 from logriver_writer.rollups import counts_id, epoch_ms
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ async def backfill_daily(
     db = collection.database
     hourly = db[names.counts]
     daily = db[names.daily]
+    totals = (db[names.totals], db[names.daily_totals])
     built = 0
     while True:
         try:
@@ -56,7 +60,9 @@ async def backfill_daily(
                 return built
             since: datetime = coverage["since"]
             day = since - DAY
-            build = partial(_build_day, hourly=hourly, daily=daily, day=day, since=since)
+            build = partial(
+                _build_day, hourly=hourly, daily=daily, totals=totals, day=day, since=since
+            )
             async with db.client.start_session() as session:
                 await session.with_transaction(
                     build,
@@ -75,6 +81,7 @@ async def _build_day(
     *,
     hourly: AsyncCollection[Document],
     daily: AsyncCollection[Document],
+    totals: tuple[AsyncCollection[Document], AsyncCollection[Document]],
     day: datetime,
     since: datetime,
 ) -> None:
@@ -83,8 +90,11 @@ async def _build_day(
     if coverage is None or coverage["since"] != since:
         return
     documents: dict[tuple[str, str], Document] = {}
+    hour_totals: dict[tuple[datetime, str, str], Document] = {}
     hours = hourly.find({"t": {"$gte": day, "$lt": day + DAY}}, session=session)
     async for hour_doc in hours:
+        for service, level in ((ALL, hour_doc["level"]), (hour_doc["service"], ALL)):
+            _add_into(hour_totals, (hour_doc["t"], service, level), hour_doc, ("m", "q"))
         key = (hour_doc["service"], hour_doc["level"])
         document = documents.get(key)
         if document is None:
@@ -110,6 +120,7 @@ async def _build_day(
             if n:
                 document["hh"][str(2 * hour + half)] = n
         document["last"] = max(document["last"], hour_doc["last"])
+    day_totals: dict[tuple[datetime, str, str], Document] = {}
     for (service, level), document in documents.items():
         await daily.replace_one(
             {"_id": counts_id(epoch_ms(day), service, level)},
@@ -117,4 +128,48 @@ async def _build_day(
             upsert=True,
             session=session,
         )
+        for total_of in ((ALL, level), (service, ALL)):
+            _add_into(day_totals, (day, *total_of), document, ("h", "hh"))
+    for collection, sums in zip(totals, (hour_totals, day_totals), strict=True):
+        # What the writer counted into the day's totals is in the hourly documents too.
+        await collection.delete_many({"t": {"$gte": day, "$lt": day + DAY}}, session=session)
+        if sums:
+            await collection.insert_many(
+                [
+                    {"_id": counts_id(epoch_ms(t), service, level, _shard(level)), **total}
+                    for (t, service, level), total in sums.items()
+                ],
+                session=session,
+            )
     await daily.update_one({"_id": DAILY_COVERAGE_ID}, {"$set": {"since": day}}, session=session)
+
+
+def _shard(level: str) -> str:
+    # Per-level totals are kept per partition; the backfill's own is "b" (no writer's).
+    return "" if level == ALL else "b"
+
+
+def _add_into(
+    totals: dict[tuple[datetime, str, str], Document],
+    key: tuple[datetime, str, str],
+    source: Document,
+    parts: tuple[str, ...],
+) -> None:
+    """Add a counts document's ``n``, ``parts`` and ``last`` into the total at ``key``."""
+    total = totals.get(key)
+    if total is None:
+        total = totals[key] = {
+            "t": key[0],
+            "service": key[1],
+            "level": key[2],
+            "n": 0,
+            **{part: {} for part in parts},
+            "last": source["last"],
+            "expire_at": source["expire_at"],
+        }
+    total["n"] += source["n"]
+    for part in parts:
+        into = total[part]
+        for k, n in source.get(part, {}).items():
+            into[k] = into.get(k, 0) + n
+    total["last"] = max(total["last"], source["last"])

@@ -5,10 +5,17 @@ Every stored event adds one to a rollup document per ``(hour, service, level)``
 (``n`` for the hour, ``q.<quarter>`` per 15 minutes, ``m.<minute>`` per minute), one per
 ``(day, service, level)`` (``n``, ``h.<hour>`` and ``hh.<half hour>``: long histograms,
 30-minute buckets and summaries read a day from one document) and one per
-``(hour, service, level, template)`` (for top messages). Each template also has one
-dictionary document (``_id`` = its hash ``th``) listing the words of its text and when it
-was first and last seen: a whole-word query looks the words up there and then reads only
-those templates' events (index ``th_timestamp_id``), so events need no per-word index.
+``(hour, service, level, template)`` (for top messages). The same counts are also kept as
+**totals**, hourly and daily: per level over all services (service ``*``) and per service
+over all levels (level ``*``), so a chart with no service filter reads one document per
+level instead of one per service and level. A per-level total is kept per Kafka partition
+(``shards``): the partition's one writer is the only one to update it, so writers that
+count the same level never conflict on it (a write conflict aborts a whole transaction).
+
+Each template also has one dictionary document (``_id`` = its hash ``th``) listing the
+words of its text and when it was first and last seen: a whole-word query looks the words
+up there and then reads only those templates' events (index ``th_timestamp_id``), so
+events need no per-word index.
 
 The writer inserts a batch and applies the batch's aggregated updates in **one MongoDB
 transaction** (:class:`TransactionalInsert`), counting only the documents that
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,6 +48,7 @@ from pymongo.errors import BulkWriteError, DocumentTooLarge, OperationFailure, P
 from pymongo.write_concern import WriteConcern
 
 from logriver_common.indexes import (
+    ALL,
     EPOCH,
     RollupCollections,
     dictionary_words,
@@ -182,12 +190,15 @@ UPSERTS_PER_COMMAND = 5_000
 
 @dataclass
 class RollupOps:
-    """One batch's upserts: hourly counts, template counts, dictionary entries, daily counts."""
+    """One batch's upserts: hourly counts, template counts, dictionary entries, daily counts,
+    and the hourly and daily totals."""
 
     counts: list[Upsert]
     templates: list[Upsert]
     dictionary: list[Upsert]
     daily: list[Upsert]
+    totals: list[Upsert]
+    daily_totals: list[Upsert]
 
     def by_collection(self, names: RollupCollections) -> list[tuple[str, list[Upsert]]]:
         """``(collection name, its upserts)`` for :func:`rollup_collection_names`'s names."""
@@ -196,6 +207,8 @@ class RollupOps:
             (names.templates, self.templates),
             (names.dictionary, self.dictionary),
             (names.daily, self.daily),
+            (names.totals, self.totals),
+            (names.daily_totals, self.daily_totals),
         ]
 
 
@@ -208,9 +221,11 @@ def epoch_ms(value: datetime) -> int:
     return (value - EPOCH) // _ONE_MS
 
 
-def counts_id(start_ms: int, service: str, level: str) -> str:
-    """The ``_id`` of an hourly or daily counts document (``start_ms``: its hour or day)."""
-    return f"{start_ms}|{service}|{level}"
+def counts_id(start_ms: int, service: str, level: str, shard: str = "") -> str:
+    """The ``_id`` of an hourly or daily counts document (``start_ms``: its hour or day);
+    a per-level total's ``shard`` is ``p<partition>`` (or ``b`` when built by the backfill)."""
+    base = f"{start_ms}|{service}|{level}"
+    return f"{base}|{shard}" if shard else base
 
 
 def _count_upsert(
@@ -220,11 +235,12 @@ def _count_upsert(
     inc: dict[str, int],
     last: datetime | None,
     retention: timedelta,
+    shard: str = "",
 ) -> Upsert:
     """The upsert of an hourly or daily counts document (``start_ms``: its hour or day)."""
     start = EPOCH + timedelta(milliseconds=start_ms)
     return {
-        "q": {"_id": counts_id(start_ms, service, level)},
+        "q": {"_id": counts_id(start_ms, service, level, shard)},
         "u": {
             "$inc": inc,
             "$max": {"last": last},
@@ -252,15 +268,41 @@ def _count_fields(bucket: _Bucket, fine: str, coarse: str, per: int) -> dict[str
     return inc
 
 
+def _totals(
+    buckets: dict[tuple[int, str, str], _Bucket], shards: Mapping[str, int]
+) -> dict[tuple[int, str, str, str], _Bucket]:
+    """The buckets summed per ``(start, "*", level, shard)`` and per ``(start, service, "*")``:
+    work per bucket, not per event."""
+    totals: dict[tuple[int, str, str, str], _Bucket] = {}
+    for (start, service, level), bucket in buckets.items():
+        for key in ((start, ALL, level, f"p{shards.get(service, 0)}"), (start, service, ALL, "")):
+            total = totals.get(key)
+            if total is None:
+                total = totals[key] = _Bucket()
+            total.n += bucket.n
+            for k, n in bucket.parts.items():
+                total.parts[k] = total.parts.get(k, 0) + n
+            if total.last is None or (bucket.last is not None and bucket.last > total.last):
+                total.last = bucket.last
+    return totals
+
+
 def rollup_updates(
-    documents: Iterable[Document], masked: Sequence[str], *, retention: timedelta
+    documents: Iterable[Document],
+    masked: Sequence[str],
+    *,
+    retention: timedelta,
+    shards: Mapping[str, int] | None = None,
 ) -> RollupOps:
     """The batch's upserts: one per ``(hour, service, level)``, per template bucket, per
-    template and per ``(day, service, level)``.
+    template, per ``(day, service, level)``, and per total.
 
-    ``masked[i]`` is the masked text of the i-th document (from :func:`enrich`).
+    ``masked[i]`` is the masked text of the i-th document (from :func:`enrich`);
+    ``shards`` maps each service to the Kafka partition its events came from (a service's
+    events are keyed by its name, so they share one), 0 when absent.
     The benchmark loader calls this too, so its rollups are exactly the writer's.
     """
+    shards = shards or {}
     counts: dict[tuple[int, str, str], _Bucket] = {}
     days: dict[tuple[int, str, str], _Bucket] = {}
     tpl: dict[tuple[int, str, str, int], _TemplateBucket] = {}
@@ -318,6 +360,18 @@ def rollup_updates(
         )
         for (day, service, level), bucket in days.items()
     ]
+    total_ops = [
+        _count_upsert(
+            hour, service, level, _count_fields(total, "m", "q", 15), total.last, retention, shard
+        )
+        for (hour, service, level, shard), total in _totals(counts, shards).items()
+    ]
+    daily_total_ops = [
+        _count_upsert(
+            day, service, level, _count_fields(total, "hh", "h", 2), total.last, retention, shard
+        )
+        for (day, service, level, shard), total in _totals(days, shards).items()
+    ]
     template_ops = []
     for (hour, service, level, th), tb in tpl.items():
         start = EPOCH + timedelta(milliseconds=hour)
@@ -355,7 +409,7 @@ def rollup_updates(
         }
         for th, entry in seen.items()
     ]
-    return RollupOps(count_ops, template_ops, dictionary_ops, daily_ops)
+    return RollupOps(count_ops, template_ops, dictionary_ops, daily_ops, total_ops, daily_total_ops)
 
 
 _MAJORITY = WriteConcern(w="majority")
@@ -378,6 +432,8 @@ class TransactionalInsert:
     collection: AsyncCollection[Document]
     documents: list[Document]
     retention: timedelta = timedelta(days=400)
+    # Each service's Kafka partition: which per-level totals this writer updates.
+    shards: Mapping[str, int] = field(default_factory=dict)
     timeout_s: float = 60.0
     # Per transaction: a big one does not fit a small WiredTiger cache ("Cache full" conflicts).
     chunk_docs: int = 1_000
@@ -463,6 +519,7 @@ class TransactionalInsert:
                 [self.documents[i] for i in fresh],
                 [self._masked[i] for i in fresh],
                 retention=self.retention,
+                shards=self.shards,
             )
             names = rollup_collection_names(self.collection.name)
             for name, upserts in ops.by_collection(names):
