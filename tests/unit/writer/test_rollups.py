@@ -163,7 +163,7 @@ _EVENTS = st.lists(
     st.tuples(
         st.integers(0, 3 * 86_400 - 1),  # second of a three-day span
         st.sampled_from(["api", "web", "db", "queue"]),
-        st.sampled_from(["DEBUG", "INFO", "ERROR"]),
+        st.sampled_from(["DEBUG", "INFO", "ERROR", "CRITICAL"]),
     ),
     max_size=60,
 )
@@ -188,13 +188,20 @@ def test_totals_are_the_counts_summed_over_services_or_over_levels(
             want = _summed(counts, lambda s, _id: (s["t"], s[kept]))  # noqa: B023
             kind = [op for op in totals if _spec(op)["$setOnInsert"][summed_over] == "*"]
             assert _summed(kind, lambda s, _id: (s["t"], s[kept])) == want  # noqa: B023
+        # Per service over the error levels.
+        errors = [
+            op for op in counts if _spec(op)["$setOnInsert"]["level"] in ("ERROR", "CRITICAL")
+        ]
+        kind = [op for op in totals if _spec(op)["$setOnInsert"]["level"] == "!"]
+        by_service = lambda s, _id: (s["t"], s["service"])  # noqa: E731
+        assert _summed(kind, by_service) == _summed(errors, by_service)
         for op in totals:
             insert, doc_id = _spec(op)["$setOnInsert"], _spec(op, "q")["_id"]
             if insert["service"] == "*":
                 # One per-level total per partition: the writer of that partition owns it.
                 services = {d["service"] for d in docs if d["level"] == insert["level"]}
                 assert doc_id.rsplit("|", 1)[1] in {f"p{shards.get(s, 0)}" for s in services}
-    assert len(ops.totals) <= len(ops.counts) * 2
+    assert len(ops.totals) <= len(ops.counts) * 3
 
 
 def _every_mask_in_turn(message: str) -> str:

@@ -23,6 +23,8 @@ OPTIONAL_FIELDS = tuple(
 
 # Level names in severity order; `level >= X` queries use `$in` over a suffix of this.
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# What the error summaries, the services' error counts and the error totals count.
+ERROR_LEVELS = ("ERROR", "CRITICAL")
 
 
 def levels_at_or_above(level: str) -> list[str]:

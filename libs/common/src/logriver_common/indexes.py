@@ -123,9 +123,11 @@ class RollupCollections(NamedTuple):
     daily_totals: str
 
 
-# In the totals collections: the value of the dimension a total is summed over. Neither a
-# service name ([A-Za-z0-9._-]) nor a level can be "*".
+# In the totals collections: the value of the dimension a total is summed over, and the
+# level of a service's error totals (its ERROR_LEVELS counts together). Neither a service
+# name ([A-Za-z0-9._-]) nor a level can be either.
 ALL = "*"
+ERRORS = "!"
 
 
 def rollup_collection_names(collection: str) -> RollupCollections:

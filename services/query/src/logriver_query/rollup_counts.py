@@ -12,9 +12,10 @@ minutes at its two edges (at most two minutes of events) are counted over the ev
 the answer is exactly a count over the stored events, at any window up to the range limit.
 
 A count with no service filter that is not split by service reads the **totals** (one
-document per level and writer partition, service ``*``), and one with no level filter
-not split by level the per-service totals (level ``*``), where the coverage marker says
-they are complete: a 24 h chart of 20 services then reads 60 daily documents, not 200.
+document per level and writer partition, service ``*``), one with no level filter (or
+exactly the error levels) not split by level the per-service totals (level ``*`` or
+``!``), where the coverage marker says they are complete: a 24 h chart of 20 services by
+level then reads 10 daily documents, not 200.
 
 Rollups know only service and level. A filter on host, env, trace_id, ``q`` or
 ``meta.*`` is answered by scanning the events, newest slice first, within a
@@ -34,9 +35,11 @@ from typing import Any
 
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
+from logriver_common.documents import ERROR_LEVELS
 from logriver_common.indexes import (
     ALL,
     DAILY_COVERAGE_ID,
+    ERRORS,
     RollupCollections,
     rollup_collection_names,
 )
@@ -97,11 +100,14 @@ def _bucket(ms: int, first: int, size_ms: int) -> int:
 
 def _totals_match(flt: LogFilter, keep: tuple[str, ...]) -> dict[str, str] | None:
     """The totals that answer this count (their match), or None: per-level totals when no
-    service is asked for or kept apart, else per-service ones when no level is."""
+    service is asked for or kept apart, else per-service ones when no level is (or exactly
+    the error levels are) and levels are not kept apart."""
     if not flt.services and "service" not in keep:
         return {"service": ALL}
-    if not flt.levels and "level" not in keep:
+    if "level" not in keep and not flt.levels:
         return {"level": ALL}
+    if "level" not in keep and sorted(flt.levels) == sorted(ERROR_LEVELS):
+        return {"level": ERRORS}
     return None
 
 

@@ -29,7 +29,8 @@ from pymongo.errors import PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from logriver_common.indexes import ALL, DAILY_COVERAGE_ID, DAY, rollup_collection_names
+from logriver_common.documents import ERROR_LEVELS
+from logriver_common.indexes import ALL, DAILY_COVERAGE_ID, DAY, ERRORS, rollup_collection_names
 from logriver_writer.rollups import counts_id, epoch_ms
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ async def _build_day(
     hour_totals: dict[tuple[datetime, str, str], Document] = {}
     hours = hourly.find({"t": {"$gte": day, "$lt": day + DAY}}, session=session)
     async for hour_doc in hours:
-        for service, level in ((ALL, hour_doc["level"]), (hour_doc["service"], ALL)):
+        for service, level in _totals_of(hour_doc["service"], hour_doc["level"]):
             _add_into(hour_totals, (hour_doc["t"], service, level), hour_doc, ("m", "q"))
         key = (hour_doc["service"], hour_doc["level"])
         document = documents.get(key)
@@ -128,7 +129,7 @@ async def _build_day(
             upsert=True,
             session=session,
         )
-        for total_of in ((ALL, level), (service, ALL)):
+        for total_of in _totals_of(service, level):
             _add_into(day_totals, (day, *total_of), document, ("h", "hh"))
     for collection, sums in zip(totals, (hour_totals, day_totals), strict=True):
         # What the writer counted into the day's totals is in the hourly documents too.
@@ -136,7 +137,7 @@ async def _build_day(
         if sums:
             await collection.insert_many(
                 [
-                    {"_id": counts_id(epoch_ms(t), service, level, _shard(level)), **total}
+                    {"_id": counts_id(epoch_ms(t), service, level, _shard(service)), **total}
                     for (t, service, level), total in sums.items()
                 ],
                 session=session,
@@ -144,9 +145,17 @@ async def _build_day(
     await daily.update_one({"_id": DAILY_COVERAGE_ID}, {"$set": {"since": day}}, session=session)
 
 
-def _shard(level: str) -> str:
+def _totals_of(service: str, level: str) -> list[tuple[str, str]]:
+    """The ``(service, level)`` of the totals a service's counts at a level go into."""
+    totals = [(ALL, level), (service, ALL)]
+    if level in ERROR_LEVELS:
+        totals.append((service, ERRORS))
+    return totals
+
+
+def _shard(service: str) -> str:
     # Per-level totals are kept per partition; the backfill's own is "b" (no writer's).
-    return "" if level == ALL else "b"
+    return "b" if service == ALL else ""
 
 
 def _add_into(

@@ -6,9 +6,10 @@ Every stored event adds one to a rollup document per ``(hour, service, level)``
 ``(day, service, level)`` (``n``, ``h.<hour>`` and ``hh.<half hour>``: long histograms,
 30-minute buckets and summaries read a day from one document) and one per
 ``(hour, service, level, template)`` (for top messages). The same counts are also kept as
-**totals**, hourly and daily: per level over all services (service ``*``) and per service
-over all levels (level ``*``), so a chart with no service filter reads one document per
-level instead of one per service and level. A per-level total is kept per Kafka partition
+**totals**, hourly and daily: per level over all services (service ``*``), per service
+over all levels (level ``*``) and per service over the error levels (level ``!``), so a
+chart with no service filter reads one document per level instead of one per service and
+level. A per-level total is kept per Kafka partition
 (``shards``): the partition's one writer is the only one to update it, so writers that
 count the same level never conflict on it (a write conflict aborts a whole transaction).
 
@@ -47,9 +48,11 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DocumentTooLarge, OperationFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
+from logriver_common.documents import ERROR_LEVELS
 from logriver_common.indexes import (
     ALL,
     EPOCH,
+    ERRORS,
     RollupCollections,
     dictionary_words,
     rollup_collection_names,
@@ -271,11 +274,14 @@ def _count_fields(bucket: _Bucket, fine: str, coarse: str, per: int) -> dict[str
 def _totals(
     buckets: dict[tuple[int, str, str], _Bucket], shards: Mapping[str, int]
 ) -> dict[tuple[int, str, str, str], _Bucket]:
-    """The buckets summed per ``(start, "*", level, shard)`` and per ``(start, service, "*")``:
-    work per bucket, not per event."""
+    """The buckets summed per ``(start, "*", level, shard)``, per ``(start, service, "*")``
+    and, for the error levels, per ``(start, service, "!")``: work per bucket, not per event."""
     totals: dict[tuple[int, str, str, str], _Bucket] = {}
     for (start, service, level), bucket in buckets.items():
-        for key in ((start, ALL, level, f"p{shards.get(service, 0)}"), (start, service, ALL, "")):
+        keys = [(start, ALL, level, f"p{shards.get(service, 0)}"), (start, service, ALL, "")]
+        if level in ERROR_LEVELS:
+            keys.append((start, service, ERRORS, ""))
+        for key in keys:
             total = totals.get(key)
             if total is None:
                 total = totals[key] = _Bucket()
