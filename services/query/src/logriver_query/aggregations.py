@@ -11,7 +11,6 @@ whole hours and over the events (by their ``th`` template hash) at the edges.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal
@@ -26,6 +25,7 @@ from logriver_query.rollup_counts import (
     answerable,
     bounded_scan,
     rollup_rows,
+    rollup_rows_together,
     rollups_of,
 )
 
@@ -289,17 +289,17 @@ async def services_summary(
 ) -> dict[str, Any]:
     if not answerable(flt):
         return await _services_summary_scan(collection, flt, max_time_ms=max_time_ms)
-    # Two reads, each by service only: the counts (the per-service totals when no level is
-    # asked for) and the counts of the error levels asked for.
+    # Two counts by service only, in one command: all events (the per-service totals when no
+    # level is asked for) and those of the error levels asked for (the error totals).
     error_levels = [level for level in ERROR_LEVELS if not flt.levels or level in flt.levels]
-    reads = [rollup_rows(collection, flt, bucket_s=0, max_time_ms=max_time_ms, keep=("service",))]
+    filters = [flt]
     if error_levels:
-        errors = replace(flt, levels=tuple(error_levels))
-        reads.append(
-            rollup_rows(collection, errors, bucket_s=0, max_time_ms=max_time_ms, keep=("service",))
-        )
+        filters.append(replace(flt, levels=tuple(error_levels)))
+    counts = await rollup_rows_together(
+        collection, filters, bucket_s=0, max_time_ms=max_time_ms, keep=("service",)
+    )
     totals: dict[str, list[int]] = {}
-    for column, rows in enumerate(await asyncio.gather(*reads)):
+    for column, rows in enumerate(counts):
         for (_, service, _), n in rows.items():
             totals.setdefault(service, [0, 0])[column] += n
     ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))[:5000]

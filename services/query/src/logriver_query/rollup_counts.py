@@ -133,6 +133,29 @@ async def rollup_rows(
 
     Every read it needs (daily documents, hourly ones, the hours and minutes the window cuts)
     goes to MongoDB in **one** aggregate command (see :func:`_run`)."""
+    plan = await _plan(events, flt, bucket_s=bucket_s, keep=keep)
+    await _run([plan], max_time_ms)
+    return plan.rows
+
+
+async def rollup_rows_together(
+    events: Collection,
+    filters: list[LogFilter],
+    *,
+    bucket_s: int,
+    max_time_ms: int,
+    keep: tuple[str, ...] = ("service", "level"),
+) -> list[Rows]:
+    """:func:`rollup_rows` for each filter, all in one command (one round trip in all)."""
+    plans = [await _plan(events, flt, bucket_s=bucket_s, keep=keep) for flt in filters]
+    await _run(plans, max_time_ms)
+    return [plan.rows for plan in plans]
+
+
+async def _plan(
+    events: Collection, flt: LogFilter, *, bucket_s: int, keep: tuple[str, ...]
+) -> _Plan:
+    """The reads that count ``flt``'s window (see :func:`rollup_rows`)."""
     since, until = to_ms(flt.window.since), to_ms(flt.window.until)
     size = bucket_s * 1000
     plan = _Plan(
@@ -147,7 +170,7 @@ async def rollup_rows(
     m1 = until - until % MINUTE_MS  # end of the last whole minute
     if m0 >= m1:
         plan.scan_edge(since, until)
-        return await plan.run(max_time_ms)
+        return plan
     h0 = -(-m0 // HOUR_MS) * HOUR_MS
     h1 = m1 - m1 % HOUR_MS
     if h0 < h1:
@@ -180,7 +203,7 @@ async def rollup_rows(
         plan.scan_edge(since, m0)
     if m1 < until:
         plan.scan_edge(m1, until)
-    return await plan.run(max_time_ms)
+    return plan
 
 
 @dataclass
@@ -365,32 +388,35 @@ class _Plan:
         group = {"_id": self._dimensions, "n": {"$sum": 1}}
         self.reads.append(_Read(self.events.name, [{"$match": match}, {"$group": group}], absorb))
 
-    async def run(self, max_time_ms: int) -> Rows:
-        """All the reads in one aggregate command: the first on its collection, each other
-        in a ``$unionWith`` stage, every row tagged with its read's index.
 
-        One command instead of up to six cuts a round trip's cost from the service and
-        mongod for each (the 24 h histogram: five reads, one command).
-        """
-        stages: list[dict[str, Any]] = []
-        for i, read in enumerate(self.reads):
-            pipeline = [*read.pipeline, {"$set": {"_r": i}}]
-            stages += (
-                pipeline
-                if i == 0
-                else [{"$unionWith": {"coll": read.collection, "pipeline": pipeline}}]
-            )
-        first = self.events.database.get_collection(
-            self.reads[0].collection,
-            read_preference=self.events.read_preference,
-            read_concern=self.events.read_concern,
+async def _run(plans: list[_Plan], max_time_ms: int) -> None:
+    """All the plans' reads in one aggregate command: the first on its collection, each other
+    in a ``$unionWith`` stage, every row tagged with its read's index; each read adds its
+    rows into its plan's.
+
+    One command instead of up to six cuts a round trip's cost from the service and mongod
+    for each (the 24 h histogram: five reads, one command).
+    """
+    reads = [read for plan in plans for read in plan.reads]
+    stages: list[dict[str, Any]] = []
+    for i, read in enumerate(reads):
+        pipeline = [*read.pipeline, {"$set": {"_r": i}}]
+        stages += (
+            pipeline
+            if i == 0
+            else [{"$unionWith": {"coll": read.collection, "pipeline": pipeline}}]
         )
-        cursor = await first.aggregate(stages, maxTimeMS=max_time_ms, batchSize=BATCH)
-        async for row in cursor:
-            self.reads[row["_r"]].absorb(row)
-        for read in self.reads:
-            read.finish()
-        return self.rows
+    events = plans[0].events
+    first = events.database.get_collection(
+        reads[0].collection,
+        read_preference=events.read_preference,
+        read_concern=events.read_concern,
+    )
+    cursor = await first.aggregate(stages, maxTimeMS=max_time_ms, batchSize=BATCH)
+    async for row in cursor:
+        reads[row["_r"]].absorb(row)
+    for read in reads:
+        read.finish()
 
 
 def _between(start: int, end: int) -> dict[str, datetime]:
