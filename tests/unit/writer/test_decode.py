@@ -90,6 +90,10 @@ def test_record_ids_are_uuid7_ordered_by_record_time() -> None:
         (b"[1, 2, 3]", RejectReason.NOT_OBJECT, "object"),
         (b'{"message":"no service"}', RejectReason.INVALID_EVENT, "service"),
         (b'{"service":"bad name!","message":"m"}', RejectReason.INVALID_EVENT, "service"),
+        # The rollup totals' markers for "all services" and "the error levels".
+        (b'{"service":"*","message":"m"}', RejectReason.INVALID_EVENT, "service"),
+        (b'{"service":"!","message":"m"}', RejectReason.INVALID_EVENT, "service"),
+        (b'{"service":"a","message":"m","level":"*"}', RejectReason.INVALID_EVENT, "level"),
         (b'{"service":"a","message":"m","level":"LOUD"}', RejectReason.INVALID_EVENT, "level"),
         (b'{"service":"a","message":"m","colour":1}', RejectReason.INVALID_EVENT, "colour"),
         (b'{"service":"a","message":"m","$set":{"x":1}}', RejectReason.FORBIDDEN_KEY, "$set"),
