@@ -221,3 +221,49 @@ async def test_histogram_buckets_equal_counts_over_the_events_at_odd_edges(
         assert {s["service"]: s["count"] for s in by_service["services"]} == Counter(
             d["service"] for d in in_window
         )
+
+
+@pytest.mark.parametrize(
+    ("filters", "group_by"),
+    [
+        ({}, "level"),  # per-level totals
+        ({}, "service"),  # per-service totals
+        ({}, "none"),  # per-level totals, summed
+        ({"level": ["ERROR", "CRITICAL"]}, "service"),  # per-service error totals
+        ({"level": ["ERROR"]}, "service"),  # one error level: per (service, level)
+        ({"level": [">=WARNING"]}, "level"),  # per-level totals, some levels
+        ({"service": ["svc-01", "svc-02"]}, "level"),  # per (service, level)
+        ({"service": ["svc-01", "svc-02"]}, "none"),  # per-service totals of two services
+    ],
+)
+async def test_every_kind_of_count_equals_the_events(
+    spread: tuple[QueryApp, list[dict[str, Any]], datetime],
+    filters: dict[str, list[str]],
+    group_by: str,
+) -> None:
+    """Whichever rollups a filter and grouping read (totals over services or levels, the
+    error totals, or the per-service-and-level counts), each bucket equals the events'."""
+    app, docs, newest = spread
+    levels = {"ERROR", "CRITICAL"} if filters.get("level") == ["ERROR", "CRITICAL"] else None
+    if filters.get("level") == ["ERROR"]:
+        levels = {"ERROR"}
+    if filters.get("level") == [">=WARNING"]:
+        levels = {"WARNING", "ERROR", "CRITICAL"}
+    services = set(filters.get("service", [])) or None
+    until = newest - timedelta(seconds=17.3 * 60)
+    since = until - timedelta(hours=26, seconds=17.3)
+    for bucket, size_ms in (("30m", 1_800_000), ("15m", 900_000)):
+        params = {"since": iso(since), "until": iso(until), "bucket": bucket, "group_by": group_by}
+        body = await get(app, "/v1/stats/histogram", {**params, **filters})
+        assert body["source"] == "rollups"
+        want: dict[str, Counter[str]] = defaultdict(Counter)
+        for d in docs:
+            if not since <= d["timestamp"] < until:
+                continue
+            if (levels and d["level"] not in levels) or (services and d["service"] not in services):
+                continue
+            ms = int(d["timestamp"].timestamp() * 1000)
+            group = d[group_by] if group_by != "none" else "all"
+            want[iso(datetime.fromtimestamp(ms // size_ms * size_ms / 1000, UTC))][group] += 1
+        got = {b["start"]: Counter(b["counts"]) for b in body["buckets"] if b["total"]}
+        assert got == want, bucket
