@@ -93,8 +93,10 @@ async def assert_histograms_exact(app: QueryApp, docs: Docs, newest: datetime, o
         params = {"since": iso(start), "until": iso(until)}
         resp = await app.http.get("/v1/stats/services", params=params)
         assert resp.status_code == 200, resp.text
-        assert {s["service"]: s["count"] for s in resp.json()["services"]} == Counter(
-            d["service"] for d in window
+        services = resp.json()["services"]
+        assert {s["service"]: s["count"] for s in services} == Counter(d["service"] for d in window)
+        assert {s["service"]: s["errors"] for s in services if s["errors"]} == Counter(
+            d["service"] for d in window if d["level"] in ("ERROR", "CRITICAL")
         )
         resp = await app.http.get("/v1/stats/errors", params=params)
         assert resp.status_code == 200, resp.text

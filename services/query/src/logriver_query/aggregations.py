@@ -25,8 +25,8 @@ from logriver_query.rollup_counts import (
     answerable,
     bounded_scan,
     rollup_rows,
-    rollup_rows_together,
     rollups_of,
+    service_counts,
 )
 
 GroupBy = Literal["level", "service", "none"]
@@ -289,20 +289,9 @@ async def services_summary(
 ) -> dict[str, Any]:
     if not answerable(flt):
         return await _services_summary_scan(collection, flt, max_time_ms=max_time_ms)
-    # Two counts by service only, in one command: all events (the per-service totals when no
-    # level is asked for) and those of the error levels asked for (the error totals).
-    error_levels = [level for level in ERROR_LEVELS if not flt.levels or level in flt.levels]
-    filters = [flt]
-    if error_levels:
-        filters.append(replace(flt, levels=tuple(error_levels)))
-    counts = await rollup_rows_together(
-        collection, filters, bucket_s=0, max_time_ms=max_time_ms, keep=("service",)
-    )
-    totals: dict[str, list[int]] = {}
-    for column, rows in enumerate(counts):
-        for (_, service, _), n in rows.items():
-            totals.setdefault(service, [0, 0])[column] += n
-    ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))[:5000]
+    # Per service: all its events and those at an error level, from one read of each rollup.
+    counts = await service_counts(collection, flt, max_time_ms=max_time_ms)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1][0], item[0]))[:5000]
 
     last = await _latest_per_service(
         collection,

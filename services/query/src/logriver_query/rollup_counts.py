@@ -134,26 +134,38 @@ async def rollup_rows(
     Every read it needs (daily documents, hourly ones, the hours and minutes the window cuts)
     goes to MongoDB in **one** aggregate command (see :func:`_run`)."""
     plan = await _plan(events, flt, bucket_s=bucket_s, keep=keep)
-    await _run([plan], max_time_ms)
+    await _run(plan, max_time_ms)
     return plan.rows
 
 
-async def rollup_rows_together(
-    events: Collection,
-    filters: list[LogFilter],
-    *,
-    bucket_s: int,
-    max_time_ms: int,
-    keep: tuple[str, ...] = ("service", "level"),
-) -> list[Rows]:
-    """:func:`rollup_rows` for each filter, all in one command (one round trip in all)."""
-    plans = [await _plan(events, flt, bucket_s=bucket_s, keep=keep) for flt in filters]
-    await _run(plans, max_time_ms)
-    return [plan.rows for plan in plans]
+async def service_counts(
+    events: Collection, flt: LogFilter, *, max_time_ms: int
+) -> dict[str, tuple[int, int]]:
+    """Per service: the window's events (of ``flt``'s levels) and how many of them are at an
+    error level, from **one** plan. With no level filter it reads the per-service totals of
+    every level and of the error levels side by side (level ``*`` and ``!``, one read each
+    for both: half the reads of two counts); with one (no endpoint passes one today), the
+    per-(service, level) counts of the levels asked for. Rows of real levels (hours the
+    totals do not cover yet, the edge minutes) are sorted here."""
+    plan = await _plan(events, flt, bucket_s=0, keep=("service", "level"), errors_apart=True)
+    await _run(plan, max_time_ms)
+    counts: dict[str, list[int]] = {}
+    for (_, service, level), n in plan.rows.items():
+        both = counts.setdefault(service, [0, 0])
+        if level != ERRORS:  # every level ("*") or a real one
+            both[0] += n
+        if level == ERRORS or level in ERROR_LEVELS:
+            both[1] += n
+    return {service: (count, errors) for service, (count, errors) in counts.items()}
 
 
 async def _plan(
-    events: Collection, flt: LogFilter, *, bucket_s: int, keep: tuple[str, ...]
+    events: Collection,
+    flt: LogFilter,
+    *,
+    bucket_s: int,
+    keep: tuple[str, ...],
+    errors_apart: bool = False,
 ) -> _Plan:
     """The reads that count ``flt``'s window (see :func:`rollup_rows`)."""
     since, until = to_ms(flt.window.since), to_ms(flt.window.until)
@@ -165,6 +177,7 @@ async def _plan(
         first=since - since % size if size else since,
         size=size,
         covered_since=await daily_since(events),
+        errors_apart=errors_apart,
     )
     m0 = -(-since // MINUTE_MS) * MINUTE_MS  # first whole minute
     m1 = until - until % MINUTE_MS  # end of the last whole minute
@@ -227,12 +240,18 @@ class _Plan:
     first: int  # the first bucket's start (ms)
     size: int  # bucket size (ms), 0 for one bucket
     covered_since: int  # daily documents and totals are complete from here (ms)
+    # Kept by level, with no level filter: read the totals of every level and of the error
+    # levels together (see `service_counts`).
+    errors_apart: bool = False
     rows: Rows = field(default_factory=lambda: defaultdict(int))
     reads: list[_Read] = field(default_factory=list)
-    totals: dict[str, str] | None = field(init=False)
+    totals: dict[str, Any] | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.totals = _totals_match(self.flt, self.keep)
+        if self.errors_apart and not self.flt.levels:
+            self.totals = {"level": {"$in": [ALL, ERRORS]}}
+        else:
+            self.totals = _totals_match(self.flt, self.keep)
 
     def _source(self, start: int, *, daily: bool) -> tuple[str, dict[str, Any]]:
         """The collection a read from ``start`` on goes to, and its match on the dimensions:
@@ -300,17 +319,20 @@ class _Plan:
                 parts[k] = parts.get(k, 0) + n
 
         def finish() -> None:
-            slots: dict[int, dict[str, int]] = {}  # per day: part key -> its bucket, if inside
+            # Per day: the keys of its parts inside the window, with their buckets. Looking
+            # those up (not walking every stored part) skips the parts outside the window.
+            slots: dict[int, list[tuple[str, int]]] = {}
+            rows = self.rows
             for (day, service, level), parts in sums.items():
                 if (slot := slots.get(day)) is None:
-                    slot = slots[day] = {
-                        str(k): self._bucket(day + k * part_ms)
+                    slot = slots[day] = [
+                        (str(k), self._bucket(day + k * part_ms))
                         for k in range(DAY_MS // part_ms)
                         if start <= day + k * part_ms < end
-                    }
-                for k, n in parts.items():
-                    if (bucket := slot.get(k)) is not None:
-                        self.rows[(bucket, service, level)] += n
+                    ]
+                for k, bucket in slot:
+                    if n := parts.get(k):
+                        rows[(bucket, service, level)] += n
 
         pipeline = [{"$match": match}, {"$project": projection}]
         self.reads.append(_Read(collection, pipeline, absorb, finish))
@@ -389,15 +411,15 @@ class _Plan:
         self.reads.append(_Read(self.events.name, [{"$match": match}, {"$group": group}], absorb))
 
 
-async def _run(plans: list[_Plan], max_time_ms: int) -> None:
-    """All the plans' reads in one aggregate command: the first on its collection, each other
+async def _run(plan: _Plan, max_time_ms: int) -> None:
+    """All the plan's reads in one aggregate command: the first on its collection, each other
     in a ``$unionWith`` stage, every row tagged with its read's index; each read adds its
-    rows into its plan's.
+    rows into the plan's.
 
     One command instead of up to six cuts a round trip's cost from the service and mongod
     for each (the 24 h histogram: five reads, one command).
     """
-    reads = [read for plan in plans for read in plan.reads]
+    reads = plan.reads
     stages: list[dict[str, Any]] = []
     for i, read in enumerate(reads):
         pipeline = [*read.pipeline, {"$set": {"_r": i}}]
@@ -406,7 +428,7 @@ async def _run(plans: list[_Plan], max_time_ms: int) -> None:
             if i == 0
             else [{"$unionWith": {"coll": read.collection, "pipeline": pipeline}}]
         )
-    events = plans[0].events
+    events = plan.events
     first = events.database.get_collection(
         reads[0].collection,
         read_preference=events.read_preference,
