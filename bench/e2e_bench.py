@@ -541,14 +541,29 @@ async def latency(pipe: Pipeline, rate: int, seconds: float) -> dict[str, float]
     async def poll() -> None:
         async with httpx.AsyncClient(base_url=pipe.url("query"), headers=AUTH, timeout=30) as http:
             while not stop.is_set() or len(queryable) < len(sent):
-                params = {"service": service, "since": "5m", "limit": "1000"}
-                resp = await http.get("/v1/logs", params=params)
-                now = time.time()
-                for event in resp.json()["events"]:
-                    queryable.setdefault(event["id"], now)
+                await poll_once(http)
                 if stop.is_set() and time.time() - last_send > 30:
                     return
                 await asyncio.sleep(0.05)
+
+    async def poll_once(http: httpx.AsyncClient) -> None:
+        """Newest first, page after page until an event an earlier poll saw: when more than
+        a page arrived since the last poll, the older ones are sampled too (one page only
+        never saw them, and they were the slower ones)."""
+        params = {"service": service, "since": "5m", "limit": "1000"}
+        while True:
+            resp = await http.get("/v1/logs", params=params)
+            now = time.time()
+            body = resp.json()
+            reached = False
+            for event in body["events"]:
+                if event["id"] in queryable:
+                    reached = True
+                else:
+                    queryable[event["id"]] = now
+            if reached or not body.get("next_cursor"):
+                return
+            params = {**params, "cursor": body["next_cursor"]}
 
     last_send = time.time()
     tail_task = asyncio.create_task(tail())
