@@ -13,7 +13,8 @@ Phases, each repeated ``--rounds`` times and quoted as the median of its rounds:
    round's CPU over the events stored in that round.
 2. Gateway alone: a second gateway on a topic nobody reads, same senders; and
    raw aiokafka ``send_batch()`` of the same records from this process.
-3. Latency at a steady ``--rate``: ingest -> queryable and ingest -> live tail.
+3. Latency at each steady rate of ``--rates``: ingest -> queryable and ingest -> live
+   tail (a rate the pipeline stores, and one near or above what it stores).
 4. Raw ``insert_many`` (w=majority, ``--senders`` writers, 1,000 per call) of the
    documents the writer stored, into a collection with the writer's indexes.
 5. The original design (bench/baseline/app.py): ``POST /logs/bulk`` (1,000 per
@@ -520,7 +521,7 @@ async def raw_send_batch(pipe: Pipeline, args: argparse.Namespace) -> list[Round
 
 async def latency(pipe: Pipeline, rate: int, seconds: float) -> dict[str, float]:
     """Send ``rate`` events/s with their send time; watch them arrive in query and tail."""
-    service = "e2e-bench-latency"
+    service = f"e2e-bench-latency-{rate}"
     sent: dict[str, float] = {}
     queryable: dict[str, float] = {}
     tailed: dict[str, float] = {}
@@ -837,8 +838,11 @@ async def main(args: argparse.Namespace) -> None:
         print(f"  gateway alone: {[f'{r.rate():,.0f}/s' for r in side]}", flush=True)
         raw_kafka = await raw_send_batch(pipe, args)
         print(f"  raw send_batch: {[f'{r.rate():,.0f}/s' for r in raw_kafka]}", flush=True)
-        lat = await latency(pipe, args.rate, args.latency_seconds)
-        print(f"  latency: {lat}", flush=True)
+        lat: dict[str, float] = {}
+        for rate in args.rates:
+            at_rate = await latency(pipe, rate, args.latency_seconds)
+            print(f"  latency at {rate:,}/s: {at_rate}", flush=True)
+            lat.update({f"{key} @ {rate:,}/s": value for key, value in at_rate.items()})
     raw_mongo = await raw_insert_many(load["sample"], load["indexes"], args)
     print(f"  raw insert_many: {[f'{r.rate():,.0f}/s' for r in raw_mongo]}", flush=True)
     bulk = await baseline_bulk(args)
@@ -873,7 +877,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--tail-clients", type=int, default=10)
     parser.add_argument("--query-clients", type=int, default=4)
-    parser.add_argument("--rate", type=int, default=5_000)
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [int(rate) for rate in text.split(",")],
+        default=[2_000, 5_000],
+        help="events/s of each latency phase, comma-separated",
+    )
     parser.add_argument(
         "--profile", metavar="DIR", help="py-spy the gateway, writer, stream and alerter into DIR"
     )
@@ -889,7 +898,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.warmup, args.rounds, args.round_seconds, args.side_seconds = 5.0, 3, 8.0, 4.0
-        args.latency_seconds, args.baseline_seconds, args.rate = 8.0, 5.0, 2_000
+        args.latency_seconds, args.baseline_seconds, args.rates = 8.0, 5.0, [2_000]
     return args
 
 
