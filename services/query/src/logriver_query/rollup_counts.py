@@ -147,7 +147,9 @@ async def service_counts(
     for both: half the reads of two counts); with one (no endpoint passes one today), the
     per-(service, level) counts of the levels asked for. Rows of real levels (hours the
     totals do not cover yet, the edge minutes) are sorted here."""
-    plan = await _plan(events, flt, bucket_s=0, keep=("service", "level"), errors_apart=True)
+    # Both totals in one match: each of their rows says which count it is (its level).
+    both_totals = None if flt.levels else {"level": {"$in": [ALL, ERRORS]}}
+    plan = await _plan(events, flt, bucket_s=0, keep=("service", "level"), totals=both_totals)
     await _run(plan, max_time_ms)
     counts: dict[str, list[int]] = {}
     for (_, service, level), n in plan.rows.items():
@@ -165,9 +167,10 @@ async def _plan(
     *,
     bucket_s: int,
     keep: tuple[str, ...],
-    errors_apart: bool = False,
+    totals: dict[str, Any] | None = None,
 ) -> _Plan:
-    """The reads that count ``flt``'s window (see :func:`rollup_rows`)."""
+    """The reads that count ``flt``'s window (see :func:`rollup_rows`); ``totals``, when
+    given, is the match of the totals to read instead of the ones the filter picks."""
     since, until = to_ms(flt.window.since), to_ms(flt.window.until)
     size = bucket_s * 1000
     plan = _Plan(
@@ -177,7 +180,7 @@ async def _plan(
         first=since - since % size if size else since,
         size=size,
         covered_since=await daily_since(events),
-        errors_apart=errors_apart,
+        totals=totals if totals is not None else _totals_match(flt, keep),
     )
     m0 = -(-since // MINUTE_MS) * MINUTE_MS  # first whole minute
     m1 = until - until % MINUTE_MS  # end of the last whole minute
@@ -240,18 +243,9 @@ class _Plan:
     first: int  # the first bucket's start (ms)
     size: int  # bucket size (ms), 0 for one bucket
     covered_since: int  # daily documents and totals are complete from here (ms)
-    # Kept by level, with no level filter: read the totals of every level and of the error
-    # levels together (see `service_counts`).
-    errors_apart: bool = False
+    totals: dict[str, Any] | None  # the match of the totals that answer it, if any
     rows: Rows = field(default_factory=lambda: defaultdict(int))
     reads: list[_Read] = field(default_factory=list)
-    totals: dict[str, Any] | None = field(init=False)
-
-    def __post_init__(self) -> None:
-        if self.errors_apart and not self.flt.levels:
-            self.totals = {"level": {"$in": [ALL, ERRORS]}}
-        else:
-            self.totals = _totals_match(self.flt, self.keep)
 
     def _source(self, start: int, *, daily: bool) -> tuple[str, dict[str, Any]]:
         """The collection a read from ``start`` on goes to, and its match on the dimensions:
