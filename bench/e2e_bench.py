@@ -11,7 +11,8 @@ Phases, each repeated ``--rounds`` times and quoted as the median of its rounds:
    every process (gateway, relay, writer, stream, alerter, query, the Kafka
    broker, each mongod) and the events stored in MongoDB; CPU per event is that
    round's CPU over the events stored in that round.
-2. Gateway alone: a second gateway on a topic nobody reads, same senders; and
+2. Gateway alone: a second gateway on a topic nobody reads, same senders, with one
+   worker process and then with ``--gateway-workers`` (default: one per core); and
    raw aiokafka ``send_batch()`` of the same records from this process.
 3. Latency at each steady rate of ``--rates``: ingest -> queryable and ingest -> live
    tail (a rate the pipeline stores, and one near or above what it stores).
@@ -52,7 +53,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from bson import Binary, ObjectId
 from pymongo import AsyncMongoClient, IndexModel
 
-from bench.proc import cpu_seconds
+from bench.proc import tree_cpu_seconds
 from bench.results import Figure, publish_figures
 from logriver_common.auth import DEV_KEY
 from logriver_common.event import utcnow
@@ -130,7 +131,7 @@ class Meter:
         self.pids = dict(pids)
 
     def cpu(self) -> dict[str, float]:
-        out = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        out = {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}
         out["bench process"] = time.process_time()
         return out
 
@@ -436,9 +437,13 @@ async def start_profilers(pipe: Pipeline, args: argparse.Namespace) -> list[Any]
     return procs
 
 
-async def gateway_alone(pipe: Pipeline, args: argparse.Namespace) -> list[Round]:
-    """A second gateway publishing to a topic nobody reads: the gateway's own rate and CPU."""
-    proc = ServiceProcess("ingest", pipe.env(pipe.side_topic), tag=f"bench-side-{pipe.run}")
+async def gateway_alone(pipe: Pipeline, args: argparse.Namespace, workers: int) -> list[Round]:
+    """A second gateway publishing to a topic nobody reads: the gateway's own rate and CPU.
+
+    Its CPU is its processes' together (``tree_cpu_seconds``: the supervisor and its workers).
+    """
+    env = {**pipe.env(pipe.side_topic), "LOGRIVER_INGEST_WORKERS": str(workers)}
+    proc = ServiceProcess("ingest", env, tag=f"bench-side-{workers}-{pipe.run}")
     proc.start()
     try:
         await asyncio.to_thread(proc.wait_ready, 90)
@@ -740,10 +745,14 @@ def cpu_table(rounds: list[Round], names: list[str]) -> dict[str, float]:
     return {name: round(median_us(rounds, name), 1) for name in names}
 
 
+def _alone(workers: int) -> str:
+    return "gateway alone" if workers == 1 else f"gateway alone, {workers} workers"
+
+
 def report(
     args: argparse.Namespace,
     load: dict[str, Any],
-    side: list[Round],
+    sides: Mapping[int, list[Round]],
     raw_kafka: list[Round],
     raw_mongo: list[Round],
     bulk: list[Round],
@@ -755,7 +764,7 @@ def report(
     rates = {
         "gateway acked events/s (sustained, whole pipeline)": load["acked events/s"],
         "end-to-end stored events/s (sustained)": stored,
-        "gateway alone events/s (topic nobody reads)": median_rate(side),
+        **{f"{_alone(w)} events/s (topic nobody reads)": median_rate(r) for w, r in sides.items()},
         "raw aiokafka send_batch() events/s": median_rate(raw_kafka),
         "raw insert_many events/s (writer's documents and indexes)": median_rate(raw_mongo),
         "original POST /logs/bulk events/s": median_rate(bulk),
@@ -764,7 +773,10 @@ def report(
     ratios = {
         "end-to-end / original bulk": stored / max(1e-9, median_rate(bulk)),
         "end-to-end / raw insert_many": stored / max(1e-9, median_rate(raw_mongo)),
-        "gateway alone / raw send_batch()": median_rate(side) / max(1e-9, median_rate(raw_kafka)),
+        **{
+            f"{_alone(w)} / raw send_batch()": median_rate(r) / max(1e-9, median_rate(raw_kafka))
+            for w, r in sides.items()
+        },
         "end-to-end / original POST /logs": stored / max(1e-9, median_rate(single)),
     }
     services = [n for n in PIPELINE if n in rounds[0].cpu]
@@ -779,8 +791,11 @@ def report(
     }
     per_process["mongod total"] = round(median_us(rounds, *MONGODS), 1)
     compare = {
-        "gateway alone": round(median_us(side, "gateway alone"), 1),
-        "gateway alone: kafka broker": round(median_us(side, "kafka broker"), 1),
+        **{_alone(w): round(median_us(r, "gateway alone"), 1) for w, r in sides.items()},
+        **{
+            f"{_alone(w)}: kafka broker": round(median_us(r, "kafka broker"), 1)
+            for w, r in sides.items()
+        },
         "raw send_batch(): producer (this process)": round(
             median_us(raw_kafka, "bench process"), 1
         ),
@@ -834,8 +849,11 @@ async def main(args: argparse.Namespace) -> None:
         for r in load["rounds"]:
             r.cpu["ingest"] = r.cpu.pop("gateway")
         print(f"  sustained: {[f'{r.rate():,.0f}/s' for r in load['rounds']]}", flush=True)
-        side = await gateway_alone(pipe, args)
-        print(f"  gateway alone: {[f'{r.rate():,.0f}/s' for r in side]}", flush=True)
+        sides: dict[int, list[Round]] = {}
+        for workers in sorted({1, args.gateway_workers}):
+            sides[workers] = await gateway_alone(pipe, args, workers)
+            rates = [f"{r.rate():,.0f}/s" for r in sides[workers]]
+            print(f"  {_alone(workers)}: {rates}", flush=True)
         raw_kafka = await raw_send_batch(pipe, args)
         print(f"  raw send_batch: {[f'{r.rate():,.0f}/s' for r in raw_kafka]}", flush=True)
         lat: dict[str, float] = {}
@@ -849,7 +867,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"  original bulk: {[f'{r.rate():,.0f}/s' for r in bulk]}", flush=True)
     single = await baseline_single(args)
     print(f"  original single: {[f'{r.rate():,.0f}/s' for r in single]}", flush=True)
-    figures = report(args, load, side, raw_kafka, raw_mongo, bulk, single, lat)
+    figures = report(args, load, sides, raw_kafka, raw_mongo, bulk, single, lat)
     print_table(figures)
     print(f"\n  load average {os.getloadavg()[0]:.1f}")
     notes = (
@@ -875,6 +893,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--round-seconds", type=float, default=12.0)
     parser.add_argument("--side-seconds", type=float, default=6.0)
     parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument(
+        "--gateway-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes of the gateway-alone phase's second run (one run has 1)",
+    )
     parser.add_argument("--tail-clients", type=int, default=10)
     parser.add_argument("--query-clients", type=int, default=4)
     parser.add_argument(

@@ -23,6 +23,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """``cpu_seconds`` of a process and of the processes it started (running ones).
+
+    A gateway with several workers is a supervisor and its children: its cost is
+    theirs together.
+    """
+    return sum(cpu_seconds(p) for p in _tree(pid))
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc/<pid>/task/<tid>/children."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of a process in MiB (0.0 if it is gone)."""
     try:

@@ -67,6 +67,8 @@ class ServiceProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                # Its own process group, so kill() reaches a gateway's worker processes too.
+                start_new_session=True,
             )
         return self
 
@@ -90,10 +92,22 @@ class ServiceProcess:
         raise AssertionError(f"{self.name} not ready in {within}s ({last}):\n{self.tail()}")
 
     def kill(self) -> None:
-        """kill -9: no shutdown code runs."""
+        """kill -9 of the process and its workers: no shutdown code runs."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
+
+    def children(self) -> list[int]:
+        """Pids of the processes this one started (a gateway's workers, say)."""
+        if self.proc is None:
+            return []
+        task = Path(f"/proc/{self.proc.pid}/task")
+        try:
+            return [
+                int(pid) for t in task.iterdir() for pid in (t / "children").read_text().split()
+            ]
+        except FileNotFoundError:
+            return []
 
     def terminate(self, within: float = 30.0) -> int:
         """SIGTERM and wait; returns the exit code (raises if it does not exit in time)."""

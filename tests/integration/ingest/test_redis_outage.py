@@ -14,18 +14,12 @@ import pytest
 
 from tests.conftest import StartService, Topics
 from tests.integration.ingest.conftest import Keys, read_topic
+from tests.metrics import metric_value
 from tests.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
 
 METRIC = "logriver_ingest_rate_limiter_unavailable_total"
-
-
-def _counter(metrics: str, name: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} is not exported")
 
 
 async def test_a_dead_redis_neither_unreadies_the_gateway_nor_stops_logs(
@@ -51,7 +45,7 @@ async def test_a_dead_redis_neither_unreadies_the_gateway_nor_stops_logs(
         ready = await http.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert set(ready.json()["checks"]) == {"kafka"}
-        before = _counter((await http.get("/metrics")).text, METRIC)
+        before = metric_value((await http.get("/metrics")).text, METRIC)
         ids: list[str] = []
         for request in range(5):
             events = [
@@ -65,7 +59,7 @@ async def test_a_dead_redis_neither_unreadies_the_gateway_nor_stops_logs(
             response = await http.post("/v1/logs", json=events)
             assert response.status_code == 202, response.text
             ids.extend(response.json()["ids"])
-        after = _counter((await http.get("/metrics")).text, METRIC)
+        after = metric_value((await http.get("/metrics")).text, METRIC)
     # Every request went through unlimited (50 events > the 10-event burst) and was counted.
     assert after - before == 5
     records = await read_topic(topics.main, expect=len(ids))

@@ -12,19 +12,13 @@ import pytest
 from tests.conftest import StartService
 from tests.integration.stream.clients import AUTH, EventProducer, SseReader, event
 from tests.integration.stream.conftest import Instances, stream_env
+from tests.metrics import metric_value
 from tests.stack import eventually
 
 pytestmark = pytest.mark.integration
 
 TOTAL = 10_000
 PADDING = "x" * 2_000  # 20 MB in all: far more than socket buffers plus one queue
-
-
-def _metric(exposition: str, name: str) -> float:
-    for line in exposition.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not exposed")
 
 
 class StalledClient:
@@ -116,11 +110,15 @@ async def test_slow_client_gets_dropped_while_fast_client_misses_nothing(
         assert seqs[-1] == TOTAL - 1  # it skipped ahead to the newest
         async with httpx.AsyncClient(base_url=proc.url) as client:
             exposed = (await client.get("/metrics")).text
-        assert _metric(exposed, 'logriver_stream_events_dropped_total{transport="sse"}') == sum(
-            dropped
+        assert metric_value(
+            exposed, "logriver_stream_events_dropped_total", 'transport="sse"'
+        ) == sum(dropped)
+        delivered = metric_value(
+            exposed, "logriver_stream_events_delivered_total", 'transport="sse"'
         )
-        delivered = _metric(exposed, 'logriver_stream_events_delivered_total{transport="sse"}')
         assert delivered == TOTAL + len(seqs)
-        assert _metric(exposed, 'logriver_stream_delivery_latency_seconds_count{transport="sse"}')
+        assert metric_value(
+            exposed, "logriver_stream_delivery_latency_seconds_count", 'transport="sse"'
+        )
     finally:
         slow.close()

@@ -18,6 +18,7 @@ from logriver_common import clients
 from logriver_common.event import LogEvent
 from logriver_common.settings import KafkaSettings
 from tests.conftest import Topics
+from tests.metrics import metric_value
 from tests.stack import STACK
 
 Headers = Sequence[tuple[str, bytes]]
@@ -157,11 +158,4 @@ async def metric(url: str, name: str, labels: str = "") -> float:
     """The sum of a metric's samples on a service's /metrics whose labels contain ``labels``."""
     async with httpx.AsyncClient(timeout=5) as http:
         text = (await http.get(f"{url}/metrics")).text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        series, _, value = line.rpartition(" ")
-        if series.split("{", 1)[0] == name and labels in series:
-            total += float(value)
-    return total
+    return metric_value(text, name, labels, default=0.0)

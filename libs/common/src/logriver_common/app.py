@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -72,6 +75,41 @@ def run_service(app: ASGIApp, settings: ServiceSettings) -> None:
         log_config=None,
         timeout_graceful_shutdown=10,
     )
+
+
+def run_workers(factory: str, settings: ServiceSettings, *, name: str, workers: int) -> None:
+    """Serve the app ``factory`` (``"module:function"``) builds, in ``workers`` processes.
+
+    uvicorn's supervisor binds the port and spawns the workers; each imports and calls
+    the factory, so each opens its own clients, and the kernel spreads connections
+    over them. A worker that dies is restarted; SIGTERM stops them all gracefully.
+
+    Each worker's Prometheus metrics go to files in one directory
+    (prometheus_client's multiprocess mode, read by ``/metrics``): the variable must
+    be set before the workers import prometheus_client, and the directory must be
+    empty at start, or a previous run's counts would be added in. An operator's
+    ``PROMETHEUS_MULTIPROC_DIR`` is used (and emptied); otherwise a temporary one.
+    """
+    configure_logging(name, settings.log_level)
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    metrics_dir = given or tempfile.mkdtemp(prefix=f"logriver-{name}-metrics-")
+    if given:
+        shutil.rmtree(given, ignore_errors=True)
+        os.makedirs(given, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            factory,
+            factory=True,
+            workers=workers,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if not given:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def tune_garbage_collector(young_threshold: int) -> None:

@@ -11,9 +11,10 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from logriver_common import clients
-from logriver_common.app import create_service_app
+from logriver_common.app import create_service_app, tune_garbage_collector
 from logriver_common.auth import ApiKeyStore
 from logriver_ingest import otlp_grpc
+from logriver_ingest.connection_recycling import ConnectionRecyclingMiddleware
 from logriver_ingest.header_limit import HeaderLimitMiddleware
 from logriver_ingest.openapi import install_openapi
 from logriver_ingest.parsing import BodyLimits
@@ -69,6 +70,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                     host=settings.host,
                     port=settings.grpc_port,
                     max_message_bytes=settings.max_decompressed_bytes,
+                    shared=settings.workers > 1,
                 )
                 stack.push_async_callback(otlp_grpc.stop_server, grpc_server)
             yield
@@ -77,9 +79,24 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         name="ingest", settings=settings, lifespan=lifespan, description=DESCRIPTION
     )
     app.include_router(router)
+    app.add_middleware(
+        ConnectionRecyclingMiddleware, bytes_per_connection=settings.bytes_per_connection
+    )
     # Added last, so it is the outermost middleware: oversized headers cost nothing more.
     app.add_middleware(HeaderLimitMiddleware, max_header_bytes=settings.max_header_bytes)
     install_openapi(app, settings)
+    return app
+
+
+def create_worker_app() -> FastAPI:
+    """One worker's app when ``LOGRIVER_INGEST_WORKERS`` > 1 (uvicorn calls it in each worker).
+
+    The settings come from the same environment as the supervisor's; the garbage
+    collector is tuned here because a worker is a fresh interpreter.
+    """
+    settings = IngestSettings()
+    app = create_app(settings)
+    tune_garbage_collector(settings.gc_young_threshold)
     return app
 
 

@@ -1,7 +1,9 @@
 """Prometheus metrics of the gateway (module-level: one registry per process).
 
-The gateway runs one uvicorn worker per process (see docs/ingest.md), so the
-default registry is correct; several workers would need multiprocess mode.
+With ``LOGRIVER_INGEST_WORKERS`` > 1 each worker writes its values to files that
+``/metrics`` sums (prometheus_client's multiprocess mode, set up by
+``logriver_common.app.run_workers``): counters and histograms add up, and the
+in-flight gauges say how they are summed (``livesum``: over the running workers).
 """
 
 from __future__ import annotations
@@ -26,9 +28,15 @@ PUBLISH_SECONDS = Histogram(
     "Time from handing a request's events to the producer until Kafka acked them all.",
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-REQUESTS_IN_FLIGHT = Gauge("logriver_ingest_requests_in_flight", "Ingest requests being handled.")
+REQUESTS_IN_FLIGHT = Gauge(
+    "logriver_ingest_requests_in_flight",
+    "Ingest requests being handled.",
+    multiprocess_mode="livesum",
+)
 EVENTS_IN_FLIGHT = Gauge(
-    "logriver_ingest_events_in_flight", "Events handed to the producer and not yet acked."
+    "logriver_ingest_events_in_flight",
+    "Events handed to the producer and not yet acked.",
+    multiprocess_mode="livesum",
 )
 REDACTIONS = Counter(
     "logriver_ingest_redactions_total", "Secrets masked before publishing, by rule.", ["rule"]

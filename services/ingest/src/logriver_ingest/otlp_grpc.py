@@ -35,6 +35,8 @@ METHOD = f"/{SERVICE}/Export"
 RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
 STOP_GRACE_S = 5.0
 MAX_KEY_CHARS = 256
+MAX_CONNECTION_AGE_MS = 300_000
+MAX_CONNECTION_AGE_GRACE_MS = 30_000
 _tracer = trace.get_tracer(__name__)
 
 
@@ -166,14 +168,28 @@ def _address(host: str, port: int) -> str:
 
 
 async def start_server(
-    gateway: Gateway, keys: ApiKeyStore, *, host: str, port: int, max_message_bytes: int
+    gateway: Gateway,
+    keys: ApiKeyStore,
+    *,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    shared: bool = False,
 ) -> Any:
-    """A started ``grpc.aio.Server``; start-up fails if the port is taken."""
+    """A started ``grpc.aio.Server``; start-up fails if the port is taken.
+
+    ``shared``: the gateway's workers all listen on the port (SO_REUSEPORT, the kernel
+    spreads connections); then another process on the port is not detected.
+    """
     service = LogsService(gateway, keys)
     server = grpc.aio.server(
         options=[
             # Without this, a second process on the same port would silently share it.
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if shared else 0),
+            # A client reconnects after 5 minutes (GOAWAY, then 30 s for calls in flight),
+            # so its connection is placed again: on another worker, another replica.
+            ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+            ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
             # Decompressed size; beyond it gRPC answers RESOURCE_EXHAUSTED itself.
             ("grpc.max_receive_message_length", max_message_bytes),
         ]

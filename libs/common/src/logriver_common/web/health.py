@@ -11,13 +11,16 @@ latency per dependency; it answers 503 if any is down or the service failed on i
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 Check = Callable[[], Awaitable[Any]]
 CHECK_TIMEOUT_S = 2.0
@@ -88,4 +91,32 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics")
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(_exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _exposition() -> bytes:
+    """This process's metrics, or with several workers (multiprocess mode) all of theirs."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory is None:
+        return generate_latest()
+    _forget_dead_workers(Path(directory))
+    # A fresh registry per scrape: the collector reads every worker's files when collected.
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
+    return generate_latest(registry)
+
+
+def _forget_dead_workers(directory: Path) -> None:
+    """Drop the live gauges of workers that died (uvicorn restarts them without telling us).
+
+    Counters and histograms of a dead worker stay (totals must not go down); its
+    ``livesum`` gauges, such as requests in flight, must not count any more.
+    """
+    for file in directory.glob("gauge_live*_*.db"):
+        pid = int(file.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+        except PermissionError:
+            continue  # alive, owned by someone else
