@@ -92,8 +92,10 @@ async def test_two_workers_serve_one_port_and_sum_their_metrics(
 ) -> None:
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
-    # A previous run's file in the operator's directory must not be added in.
+    # A previous run's file in the operator's directory must not be added in; a file
+    # that is not prometheus_client's stays.
     (metrics_dir / "counter_1.db").write_bytes(b"stale")
+    (metrics_dir / "README").write_text("not ours")
     gateway = service_process(
         "ingest",
         env={
@@ -105,6 +107,7 @@ async def test_two_workers_serve_one_port_and_sum_their_metrics(
     )
     workers = await _running_workers(gateway, 2)
     assert not (metrics_dir / "counter_1.db").exists()
+    assert (metrics_dir / "README").read_text() == "not ours"
     auth = {"Authorization": f"Bearer {keys.ingest}"}
 
     first = await asyncio.gather(*(_post(gateway.url, auth, unique, n) for n in range(30)))

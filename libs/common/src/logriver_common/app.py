@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -88,14 +89,17 @@ def run_workers(factory: str, settings: ServiceSettings, *, name: str, workers: 
     (prometheus_client's multiprocess mode, read by ``/metrics``): the variable must
     be set before the workers import prometheus_client, and the directory must be
     empty at start, or a previous run's counts would be added in. An operator's
-    ``PROMETHEUS_MULTIPROC_DIR`` is used (and emptied); otherwise a temporary one.
+    ``PROMETHEUS_MULTIPROC_DIR`` is used (its ``*.db`` files removed); otherwise a
+    temporary one.
     """
     configure_logging(name, settings.log_level)
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     metrics_dir = given or tempfile.mkdtemp(prefix=f"logriver-{name}-metrics-")
     if given:
-        shutil.rmtree(given, ignore_errors=True)
+        # Only prometheus_client's own files: the directory may hold anything else.
         os.makedirs(given, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         uvicorn.run(
