@@ -1,11 +1,11 @@
 """Ingest gateway throughput versus a raw aiokafka producer, in the same run.
 
-    uv run python -m bench.ingest_bench [--rounds 5] [--seconds 4] [--concurrency 4]
+    uv run python -m bench.ingest_bench [--rounds 5] [--seconds 4] [--concurrency 4] [--workers 1]
 
 Both sides send 1,000-event batches of about 300-byte events to the same broker
 (the local stack's, on a throw-away topic) with the same producer settings
-(acks=all, zstd, as the gateway). The gateway runs as its own process (one uvicorn
-worker, exactly as ``python -m logriver_ingest``) and does everything it does in
+(acks=all, zstd, as the gateway). The gateway runs as its own process (``--workers``
+uvicorn workers, exactly as ``python -m logriver_ingest``) and does everything it does in
 production: auth, rate limit (Redis), parsing, validation, redaction, tracing.
 "raw send()" is the usual producer API, one ``send()`` per record, which is what
 a service writing to Kafka directly would do; "raw send_batch()" builds record
@@ -112,7 +112,7 @@ async def drive(
 class Gateway:
     """The ingest service as a subprocess on a free port, pointed at the bench topic."""
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, workers: int) -> None:
         self.port = free_port()
         self.log = Path(tempfile.gettempdir()) / f"ingest-bench-{self.port}.log"
         env = {
@@ -121,6 +121,7 @@ class Gateway:
             "LOGRIVER_INGEST_GRPC_PORT": "0",  # 4319 is the stack gateway's
             "LOGRIVER_KAFKA_TOPIC": topic,
             "LOGRIVER_LOG_LEVEL": "WARNING",
+            "LOGRIVER_INGEST_WORKERS": str(workers),
         }
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
@@ -230,7 +231,7 @@ async def bench_raw_batches(
     return await drive(send_one, seconds, concurrency)
 
 
-async def main(rounds: int, seconds: float, concurrency: int) -> None:
+async def main(rounds: int, seconds: float, concurrency: int, workers: int) -> None:
     topic = f"bench.ingest.{uuid.uuid4().hex[:10]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
     await admin.start()
@@ -240,7 +241,7 @@ async def main(rounds: int, seconds: float, concurrency: int) -> None:
     store = ApiKeyStore(pool)
     await store.prepare(local_mode=True)
     key, plaintext = await store.create(f"bench-{topic}", {Scope.INGEST})
-    gateway = Gateway(topic)
+    gateway = Gateway(topic, workers)
     producer = AIOKafkaProducer(
         bootstrap_servers=KAFKA,
         acks="all",
@@ -260,7 +261,7 @@ async def main(rounds: int, seconds: float, concurrency: int) -> None:
         print(
             f"topic {topic}; {BATCH} events per batch; events {request_bytes:.0f} B as sent, "
             f"{value_bytes:.0f} B as published; {concurrency} concurrent senders; "
-            f"{rounds} rounds of {seconds:.0f}s; gateway: 1 uvicorn worker"
+            f"{rounds} rounds of {seconds:.0f}s; gateway: {workers} uvicorn worker(s)"
         )
         # Warm-up: connections, metadata, the gateway's caches.
         await bench_gateway(gateway, plaintext, bodies, 1.0, concurrency)
@@ -278,7 +279,7 @@ async def main(rounds: int, seconds: float, concurrency: int) -> None:
             )
             line = "  ".join(f"{k} {v[-1].events_per_s:,.0f}/s" for k, v in results.items())
             print(f"round {number + 1}: {line}")
-        print_table(results)
+        print_table(results, workers)
     finally:
         await producer.stop()
         gateway.stop()
@@ -288,7 +289,7 @@ async def main(rounds: int, seconds: float, concurrency: int) -> None:
         await admin.close()
 
 
-def print_table(results: dict[str, list[Result]]) -> None:
+def print_table(results: dict[str, list[Result]], workers: int) -> None:
     medians = {
         name: Result(
             statistics.median(r.events_per_s for r in rs),
@@ -317,7 +318,10 @@ def print_table(results: dict[str, list[Result]]) -> None:
     }
     figures["gateway / raw send()"] = f"{gateway / raw:.0%}"
     publish_figures(
-        "ingest", figures, notes=f"target >= 60% of raw send() and >= 30,000 events/s: {verdict}"
+        "ingest",
+        figures,
+        notes=f"gateway with {workers} worker(s); "
+        f"target >= 60% of raw send() and >= 30,000 events/s: {verdict}",
     )
 
 
@@ -326,5 +330,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1, help="LOGRIVER_INGEST_WORKERS")
     args = parser.parse_args()
-    asyncio.run(main(args.rounds, args.seconds, args.concurrency))
+    asyncio.run(main(args.rounds, args.seconds, args.concurrency, args.workers))
