@@ -37,13 +37,20 @@ class LeanClient:
         lines = head.split(b"\r\n")
         status = int(lines[0].split(b" ", 2)[1])
         length = None
+        close = False
         for line in lines[1:]:
             name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
+            name = name.strip().lower()
+            if name == b"content-length":
                 length = int(value)
+            elif name == b"connection":
+                close = value.strip().lower() == b"close"
         if length is None:
             raise RuntimeError(f"{path}: an answer without Content-Length ({status})")
-        return status, await self._reader.readexactly(length)
+        body = await self._reader.readexactly(length)
+        if close:  # the server recycles connections: the next request opens a new one
+            await self.close()
+        return status, body
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import orjson
+from prometheus_client.mmap_dict import MmapedDict
+
 
 def metric_value(
     exposition: str, name: str, labels: str = "", default: float | None = None
@@ -23,3 +28,15 @@ def metric_value(
     if default is None:
         raise AssertionError(f"{name}{{{labels}}} is not exported")
     return default
+
+
+def worker_counter(metrics_dir: Path, pid: int, name: str) -> float:
+    """One worker's own count of ``name`` (all label sets), from its multiprocess file.
+
+    A worker writes its file when it first counts a labelled counter: none yet is 0.
+    """
+    path = metrics_dir / f"counter_{pid}.db"
+    if not path.exists():
+        return 0.0
+    values = MmapedDict.read_all_values_from_file(str(path))  # type: ignore[no-untyped-call]
+    return sum(float(value) for key, value, _ts, _pos in values if orjson.loads(key)[1] == name)

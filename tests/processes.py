@@ -97,6 +97,21 @@ class ServiceProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
+    def workers(self) -> list[int]:
+        """Pids of its uvicorn workers (multiprocessing's spawned children): a zombie has
+        no command line, and multiprocessing's resource tracker is not a worker."""
+        return [pid for pid in self.children() if "spawn_main" in _cmdline(pid)]
+
+    async def running_workers(self, count: int, *, dead: int = 0) -> list[int]:
+        """The worker pids, once ``count`` of them run and ``dead`` is not among them."""
+        from tests.stack import eventually
+
+        async def started() -> list[int] | None:
+            workers = self.workers()
+            return workers if len(workers) == count and dead not in workers else None
+
+        return await eventually(started, within=60, what=f"{count} {self.name} workers")
+
     def children(self) -> list[int]:
         """Pids of the processes this one started (a gateway's workers, say)."""
         if self.proc is None:
@@ -124,3 +139,10 @@ class ServiceProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""

@@ -15,13 +15,10 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from prometheus_client.mmap_dict import MmapedDict
 
 from tests.conftest import StartService, Topics
 from tests.integration.ingest.conftest import Keys, read_topic
-from tests.metrics import metric_value
-from tests.processes import ServiceProcess
-from tests.stack import eventually
+from tests.metrics import metric_value, worker_counter
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("stack")]
 
@@ -34,37 +31,6 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def _workers(gateway: ServiceProcess) -> list[int]:
-    """The supervisor's worker processes (multiprocessing's spawned children; a zombie
-    has no command line, and multiprocessing's resource tracker is not a worker)."""
-    return [pid for pid in gateway.children() if "spawn_main" in _cmdline(pid)]
-
-
-async def _running_workers(gateway: ServiceProcess, count: int, dead: int = 0) -> list[int]:
-    async def started() -> list[int] | None:
-        workers = _workers(gateway)
-        return workers if len(workers) == count and dead not in workers else None
-
-    return await eventually(started, within=60, what=f"{count} gateway workers")
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except FileNotFoundError:
-        return ""
-
-
-def _accepted_by(metrics_dir: Path, pid: int) -> float:
-    """One worker's own count, from its file in the multiprocess directory."""
-    path = metrics_dir / f"counter_{pid}.db"
-    values = MmapedDict.read_all_values_from_file(str(path))  # type: ignore[no-untyped-call]
-    for key, value, _timestamp, _pos in values:
-        if orjson.loads(key)[1] == ACCEPTED:
-            return float(value)
-    return 0.0
 
 
 async def _post(url: str, auth: dict[str, str], unique: str, request: int) -> list[str]:
@@ -105,7 +71,7 @@ async def test_two_workers_serve_one_port_and_sum_their_metrics(
             "LOGRIVER_OTEL_ENABLED": "false",
         },
     )
-    workers = await _running_workers(gateway, 2)
+    workers = await gateway.running_workers(2)
     assert not (metrics_dir / "counter_1.db").exists()
     assert (metrics_dir / "README").read_text() == "not ours"
     auth = {"Authorization": f"Bearer {keys.ingest}"}
@@ -113,7 +79,7 @@ async def test_two_workers_serve_one_port_and_sum_their_metrics(
     first = await asyncio.gather(*(_post(gateway.url, auth, unique, n) for n in range(30)))
     sent = [event_id for ids in first for event_id in ids]
     # The kernel spread the connections, so the sum below adds two workers' counts.
-    assert all(_accepted_by(metrics_dir, pid) > 0 for pid in workers)
+    assert all(worker_counter(metrics_dir, pid, ACCEPTED) > 0 for pid in workers)
     # Each scrape on a new connection: every worker's answer is the sum over both.
     for _ in range(6):
         assert metric_value(await _scrape(gateway.url), ACCEPTED) == len(sent)
@@ -121,7 +87,7 @@ async def test_two_workers_serve_one_port_and_sum_their_metrics(
     # kill -9 one worker: the supervisor starts another, the gateway keeps answering,
     # and the dead worker's counts stay in the total.
     os.kill(workers[0], 9)
-    await _running_workers(gateway, 2, dead=workers[0])
+    await gateway.running_workers(2, dead=workers[0])
     second = await asyncio.gather(*(_post(gateway.url, auth, unique, n) for n in range(30, 50)))
     sent += [event_id for ids in second for event_id in ids]
     text = await _scrape(gateway.url)
@@ -133,7 +99,7 @@ async def test_two_workers_serve_one_port_and_sum_their_metrics(
     assert sorted(orjson.loads(r.value)["id"] for r in records) == sorted(sent)
 
     # SIGTERM to the supervisor stops every worker gracefully.
-    current = await _running_workers(gateway, 2)
+    current = await gateway.running_workers(2)
     assert gateway.terminate(within=60) == 0
     assert not [pid for pid in current if _alive(pid)]
 

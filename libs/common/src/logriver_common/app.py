@@ -8,7 +8,9 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -24,6 +26,7 @@ from logriver_common.web.health import router as health_router
 from logriver_common.web.middleware import RequestContextMiddleware
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
 def create_service_app(
@@ -81,6 +84,7 @@ def run_service(app: ASGIApp, settings: ServiceSettings) -> None:
 def run_workers(factory: str, settings: ServiceSettings, *, name: str, workers: int) -> None:
     """Serve the app ``factory`` (``"module:function"``) builds, in ``workers`` processes.
 
+    With one worker this process serves, as ``run_service`` does. With more,
     uvicorn's supervisor binds the port and spawns the workers; each imports and calls
     the factory, so each opens its own clients, and the kernel spreads connections
     over them. A worker that dies is restarted; SIGTERM stops them all gracefully.
@@ -93,6 +97,19 @@ def run_workers(factory: str, settings: ServiceSettings, *, name: str, workers: 
     temporary one.
     """
     configure_logging(name, settings.log_level)
+    serve = partial(
+        uvicorn.run,
+        factory,
+        factory=True,
+        workers=workers,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+    if workers == 1:
+        serve()
+        return
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     metrics_dir = given or tempfile.mkdtemp(prefix=f"logriver-{name}-metrics-")
     if given:
@@ -102,18 +119,24 @@ def run_workers(factory: str, settings: ServiceSettings, *, name: str, workers: 
             stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        uvicorn.run(
-            factory,
-            factory=True,
-            workers=workers,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            timeout_graceful_shutdown=10,
-        )
+        serve()
     finally:
         if not given:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def build_from_environment(
+    create_app: Callable[[SettingsT], FastAPI], settings_type: type[SettingsT]
+) -> FastAPI:
+    """The app ``run_workers``' factory returns (in each worker, or in this process).
+
+    The settings come from the same environment as the supervisor's; the garbage
+    collector is tuned here because a worker is a fresh interpreter.
+    """
+    settings = settings_type()
+    app = create_app(settings)
+    tune_garbage_collector(settings.gc_young_threshold)
+    return app
 
 
 def tune_garbage_collector(young_threshold: int) -> None:

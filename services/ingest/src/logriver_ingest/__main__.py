@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 from logriver_common.app import run_service, run_workers
-from logriver_ingest.app import create_app
 from logriver_ingest.relay_app import create_relay_app
 from logriver_ingest.settings import IngestSettings
 
@@ -15,15 +14,13 @@ USAGE = "usage: python -m logriver_ingest [relay]"
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     settings = IngestSettings()
-    if not args and settings.workers > 1:
+    if not args:
         run_workers(
-            "logriver_ingest.app:create_worker_app",
+            "logriver_ingest.app:app_from_environment",
             settings,
             name="ingest",
             workers=settings.workers,
         )
-    elif not args:
-        run_service(create_app(settings), settings)
     elif args == ["relay"]:
         run_service(
             create_relay_app(settings), settings.model_copy(update={"port": settings.relay_port})

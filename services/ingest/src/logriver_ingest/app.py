@@ -11,10 +11,10 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from logriver_common import clients
-from logriver_common.app import create_service_app, tune_garbage_collector
+from logriver_common.app import build_from_environment, create_service_app
 from logriver_common.auth import ApiKeyStore
+from logriver_common.web.connection_recycling import ConnectionRecyclingMiddleware
 from logriver_ingest import otlp_grpc
-from logriver_ingest.connection_recycling import ConnectionRecyclingMiddleware
 from logriver_ingest.header_limit import HeaderLimitMiddleware
 from logriver_ingest.openapi import install_openapi
 from logriver_ingest.parsing import BodyLimits
@@ -88,16 +88,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     return app
 
 
-def create_worker_app() -> FastAPI:
-    """One worker's app when ``LOGRIVER_INGEST_WORKERS`` > 1 (uvicorn calls it in each worker).
-
-    The settings come from the same environment as the supervisor's; the garbage
-    collector is tuned here because a worker is a fresh interpreter.
-    """
-    settings = IngestSettings()
-    app = create_app(settings)
-    tune_garbage_collector(settings.gc_young_threshold)
-    return app
+def app_from_environment() -> FastAPI:
+    """The app from the environment's settings (uvicorn calls it in each worker)."""
+    return build_from_environment(create_app, IngestSettings)
 
 
 def _gateway(settings: IngestSettings, producer: AIOKafkaProducer, redis: Redis) -> Gateway:

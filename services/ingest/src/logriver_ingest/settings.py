@@ -96,7 +96,8 @@ class IngestSettings(ServiceSettings):
     workers: int = Field(default=1, ge=1, le=64)
     # About this many bytes of request bodies per client connection, then a response
     # closes it, so connections spread again over workers and replicas (why:
-    # connection_recycling.py). 8 MiB: every ~27 requests of 1,000 events. 0: never.
+    # logriver_common/web/connection_recycling.py). 8 MiB: every ~27 requests of
+    # 1,000 events. 0: never.
     bytes_per_connection: int = Field(default=8 * 1024 * 1024, ge=0)
     # OTLP/gRPC (LogsService/Export) listens on host:grpc_port; 0 turns it off. Not 4317:
     # that is Jaeger's OTLP port in the local stack (4318 its OTLP/HTTP).

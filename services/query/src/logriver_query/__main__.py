@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from logriver_common.app import run_service
-from logriver_query.app import create_app
+from logriver_common.app import run_workers
 from logriver_query.settings import QuerySettings
 
 
 def main() -> None:
     settings = QuerySettings()
-    run_service(create_app(settings), settings)
+    run_workers(
+        "logriver_query.app:app_from_environment", settings, name="query", workers=settings.workers
+    )
 
 
 if __name__ == "__main__":

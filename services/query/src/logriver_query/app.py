@@ -16,8 +16,9 @@ from pymongo.monitoring import CommandListener
 from starlette.middleware import Middleware
 
 from logriver_common import clients
-from logriver_common.app import create_service_app
+from logriver_common.app import build_from_environment, create_service_app
 from logriver_common.auth import ApiKeyStore
+from logriver_common.web.connection_recycling import ConnectionRecyclingMiddleware
 from logriver_common.web.errors import error_response
 from logriver_query import console_api, trace_view
 from logriver_query.cache import AggregationCache
@@ -80,12 +81,20 @@ def create_app(
     app.add_exception_handler(RequestValidationError, invalid_parameter)
     app.openapi = partial(_openapi_without_422, app)  # type: ignore[method-assign]
     app.add_middleware(LatencyMiddleware)
+    app.add_middleware(
+        ConnectionRecyclingMiddleware, requests_per_connection=settings.requests_per_connection
+    )
     app.include_router(router)
     app.include_router(trace_view.router)
     app.include_router(console_api.router)
     # Last: the mount at "/" would otherwise shadow every route registered after it.
     app.mount("/", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app from the environment's settings (uvicorn calls it in each worker)."""
+    return build_from_environment(create_app, QuerySettings)
 
 
 def _openapi_without_422(app: FastAPI) -> dict[str, Any]:

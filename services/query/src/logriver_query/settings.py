@@ -28,6 +28,13 @@ class QuerySettings(ServiceSettings):
     )
 
     port: int = 8001
+    # Worker processes on the port (one per core it may use): an answer's cost is mostly
+    # this process's CPU (HTTP, BSON, JSON), so one process serves one core's worth.
+    workers: int = Field(default=1, ge=1, le=64)
+    # On average a response closes its connection after this many requests, so that
+    # clients spread again over workers and replicas
+    # (logriver_common/web/connection_recycling.py). 0: never.
+    requests_per_connection: int = Field(default=100, ge=0)
     mongo: MongoSettings = Field(default_factory=MongoSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)

@@ -1,4 +1,4 @@
-"""The gateway closes a keep-alive connection with probability body size / bytes_per_connection."""
+"""A response closes its keep-alive connection with probability body share + request share."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from logriver_ingest.connection_recycling import ConnectionRecyclingMiddleware
+from logriver_common.web.connection_recycling import ConnectionRecyclingMiddleware
 
 
 async def _echo_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -59,6 +59,22 @@ async def test_a_body_larger_than_the_budget_always_closes_and_an_empty_one_neve
     assert (b"connection", b"close") in await _headers(middleware, [b"x" * 101])
     never = ConnectionRecyclingMiddleware(_echo_app, bytes_per_connection=100, coin=lambda: 0.0)
     assert (b"connection", b"close") not in await _headers(never, [b""])
+
+
+async def test_a_request_budget_closes_bodiless_requests_one_in_n() -> None:
+    for draw, closes in ((0.0, True), (0.0099, True), (0.01, False)):
+        middleware = ConnectionRecyclingMiddleware(
+            _echo_app, requests_per_connection=100, coin=functools.partial(float, draw)
+        )
+        assert ((b"connection", b"close") in await _headers(middleware, [b""])) is closes, draw
+    # Both budgets add: 1/100 for the request and 500/1000 for its body.
+    both = ConnectionRecyclingMiddleware(
+        _echo_app,
+        bytes_per_connection=1_000,
+        requests_per_connection=100,
+        coin=functools.partial(float, 0.505),
+    )
+    assert (b"connection", b"close") in await _headers(both, [b"x" * 500])
 
 
 async def test_zero_turns_it_off() -> None:
