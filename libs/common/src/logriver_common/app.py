@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import gc
-import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from functools import partial
-from pathlib import Path
 from typing import TypeVar
 
 import uvicorn
@@ -81,54 +76,10 @@ def run_service(app: ASGIApp, settings: ServiceSettings) -> None:
     )
 
 
-def run_workers(factory: str, settings: ServiceSettings, *, name: str, workers: int) -> None:
-    """Serve the app ``factory`` (``"module:function"``) builds, in ``workers`` processes.
-
-    With one worker this process serves, as ``run_service`` does. With more,
-    uvicorn's supervisor binds the port and spawns the workers; each imports and calls
-    the factory, so each opens its own clients, and the kernel spreads connections
-    over them. A worker that dies is restarted; SIGTERM stops them all gracefully.
-
-    Each worker's Prometheus metrics go to files in one directory
-    (prometheus_client's multiprocess mode, read by ``/metrics``): the variable must
-    be set before the workers import prometheus_client, and the directory must be
-    empty at start, or a previous run's counts would be added in. An operator's
-    ``PROMETHEUS_MULTIPROC_DIR`` is used (its ``*.db`` files removed); otherwise a
-    temporary one.
-    """
-    configure_logging(name, settings.log_level)
-    serve = partial(
-        uvicorn.run,
-        factory,
-        factory=True,
-        workers=workers,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-    )
-    if workers == 1:
-        serve()
-        return
-    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    metrics_dir = given or tempfile.mkdtemp(prefix=f"logriver-{name}-metrics-")
-    if given:
-        # Only prometheus_client's own files: the directory may hold anything else.
-        os.makedirs(given, exist_ok=True)
-        for stale in Path(given).glob("*.db"):
-            stale.unlink()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    try:
-        serve()
-    finally:
-        if not given:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
 def build_from_environment(
     create_app: Callable[[SettingsT], FastAPI], settings_type: type[SettingsT]
 ) -> FastAPI:
-    """The app ``run_workers``' factory returns (in each worker, or in this process).
+    """The app ``workers.run_workers``' factory returns (in each worker, or in this process).
 
     The settings come from the same environment as the supervisor's; the garbage
     collector is tuned here because a worker is a fresh interpreter.

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from logriver_common.app import run_service, run_workers
-from logriver_ingest.relay_app import create_relay_app
+from logriver_common.workers import run_workers
 from logriver_ingest.settings import IngestSettings
 
 USAGE = "usage: python -m logriver_ingest [relay]"
@@ -22,6 +21,10 @@ def main(argv: list[str] | None = None) -> None:
             workers=settings.workers,
         )
     elif args == ["relay"]:
+        # Imported here: the gateway's supervisor (several workers) stays small.
+        from logriver_common.app import run_service
+        from logriver_ingest.relay_app import create_relay_app
+
         run_service(
             create_relay_app(settings), settings.model_copy(update={"port": settings.relay_port})
         )

@@ -2,7 +2,7 @@
 
 With ``LOGRIVER_INGEST_WORKERS`` > 1 each worker writes its values to files that
 ``/metrics`` sums (prometheus_client's multiprocess mode, set up by
-``logriver_common.app.run_workers``): counters and histograms add up, and the
+``logriver_common.workers.run_workers``): counters and histograms add up, and the
 in-flight gauges say how they are summed (``livesum``: over the running workers).
 """
 

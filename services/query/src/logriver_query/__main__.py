@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from logriver_common.app import run_workers
+from logriver_common.workers import run_workers
 from logriver_query.settings import QuerySettings
 
 
