@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.stack import eventually
+
 OUTPUT_DIR = Path(__file__).resolve().parent.parent / "test-output"
 
 
@@ -104,7 +106,6 @@ class ServiceProcess:
 
     async def running_workers(self, count: int, *, dead: int = 0) -> list[int]:
         """The worker pids, once ``count`` of them run and ``dead`` is not among them."""
-        from tests.stack import eventually
 
         async def started() -> list[int] | None:
             workers = self.workers()
