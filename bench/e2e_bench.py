@@ -53,7 +53,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from bson import Binary, ObjectId
 from pymongo import AsyncMongoClient, IndexModel
 
-from bench.proc import tree_cpu_seconds
+from bench.proc import py_spy_record, tree_cpu_seconds
 from bench.results import Figure, publish_figures
 from logriver_common.auth import DEV_KEY
 from logriver_common.event import utcnow
@@ -417,13 +417,7 @@ async def start_profilers(pipe: Pipeline, args: argparse.Namespace) -> list[Any]
         pid = pipe.pids()[name]
         procs.append(
             await asyncio.create_subprocess_exec(
-                str(Path(sys.executable).parent / "py-spy"),
-                "record",
-                "--nonblocking",
-                "--format",
-                "raw",
-                "--rate",
-                "50",
+                *py_spy_record(rate=50),
                 "--duration",
                 str(seconds),
                 "--pid",

@@ -7,9 +7,18 @@ bench reports cost as CPU seconds of a process between two reads.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def py_spy_record(*, rate: int) -> list[str]:
+    """The command that samples a process (``--pid``, ``--output`` to add) without pausing
+    it, in collapsed stacks. py-spy is taken from this interpreter's environment: the
+    bench may run outside ``uv run``, with the virtualenv's bin not on PATH."""
+    py_spy = str(Path(sys.executable).parent / "py-spy")
+    return [py_spy, "record", "--nonblocking", "--format", "raw", "--rate", str(rate)]
 
 
 def cpu_seconds(pid: int) -> float:

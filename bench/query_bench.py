@@ -44,7 +44,7 @@ from typing import Any
 from pymongo import AsyncMongoClient, WriteConcern
 
 from bench.lean_http import LeanClient
-from bench.proc import tree_cpu_seconds
+from bench.proc import py_spy_record, tree_cpu_seconds
 from bench.results import Figure, publish_figures
 from logriver_common.auth import DEV_KEY
 from logriver_common.documents import event_to_document
@@ -322,9 +322,6 @@ async def measure(url: str, pid: int, newest: datetime, days: float) -> list[Res
     return results
 
 
-PY_SPY = ["py-spy", "record", "--nonblocking", "--format", "raw", "--rate", "100"]
-
-
 def plan_summary(explain: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     stages: list[str] = []
     stats: dict[str, Any] = {}
@@ -451,7 +448,7 @@ async def main() -> None:
         profiler = None
         if args.profile:
             profiler = await asyncio.create_subprocess_exec(
-                *PY_SPY,
+                *py_spy_record(rate=100),
                 *("--output", args.profile, "--pid", str(pid)),
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
