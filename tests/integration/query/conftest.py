@@ -112,10 +112,11 @@ def make_events(count: int, newest: datetime, seed: int = 5) -> list[dict[str, A
 
 
 def spread_events(
-    count: int, hours: int, *, seed: int, message: str
+    count: int, hours: int, *, seed: int, message: str | list[str]
 ) -> tuple[list[dict[str, Any]], datetime]:
     """``count`` events at random times over the ``hours`` before ``newest`` (3 minutes
-    ago), in four services and every level; the documents and ``newest``."""
+    ago), in four services and every level, with ``message`` (or one of them at random);
+    the documents and ``newest``."""
     rng = random.Random(seed)
     newest = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
     docs = []
@@ -124,7 +125,7 @@ def spread_events(
             timestamp=newest - timedelta(milliseconds=rng.randrange(hours * 3_600_000)),
             service=rng.choice(SERVICES[:4]),
             level=Level(rng.choice(LEVELS)),
-            message=message,
+            message=message if isinstance(message, str) else rng.choice(message),
         )
         docs.append(event_to_document(event, None))
     return docs, newest

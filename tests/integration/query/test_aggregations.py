@@ -184,7 +184,13 @@ async def test_a_scan_that_runs_out_of_budget_says_so(dataset: DataSet) -> None:
 async def spread(stack: None) -> AsyncIterator[tuple[QueryApp, list[dict[str, Any]], datetime]]:
     """4,000 events at random times over 30 hours: every rollup part (minutes, quarters, hours)
     and both partial edge hours hold counts."""
-    docs, newest = spread_events(4_000, 30, seed=11, message="spread event")
+    messages = [
+        "spread event",
+        "spread timeout after 31 ms",
+        "spread timeout after 47 ms",
+        "spread miss",
+    ]
+    docs, newest = spread_events(4_000, 30, seed=11, message=messages)
     async with stored(docs, "test_spread") as database:
         async for app in start_query_app(query_settings(database)):
             yield app, docs, newest
@@ -221,6 +227,28 @@ async def test_histogram_buckets_equal_counts_over_the_events_at_odd_edges(
         assert {s["service"]: s["count"] for s in by_service["services"]} == Counter(
             d["service"] for d in in_window
         )
+
+
+async def test_top_messages_equal_counts_over_the_events_at_odd_edges(
+    spread: tuple[QueryApp, list[dict[str, Any]], datetime],
+) -> None:
+    """Whole hours from the template rollups and the cut hours from the events (one command):
+    each template's count and services equal the events'. Two of the four messages are one
+    template ("spread timeout after <n> ms")."""
+    app, docs, newest = spread
+    for hours, odd, levels in ((26, 17.3, ERRORS), (5, 1.7, ("INFO", "ERROR")), (1, 0.4, ERRORS)):
+        until = newest - timedelta(seconds=odd * 60)
+        since = until - timedelta(hours=hours, seconds=odd)
+        params = {"since": iso(since), "until": iso(until), "level": list(levels), "limit": 50}
+        body = await get(app, "/v1/stats/top-messages", params)
+        in_window = [d for d in docs if since <= d["timestamp"] < until and d["level"] in levels]
+        counts = Counter(template_of(d["message"]) for d in in_window)
+        assert len(counts) == 3
+        assert {m["message"]: m["count"] for m in body["messages"]} == counts, hours
+        for row in body["messages"]:
+            assert row["services"] == sorted(
+                {d["service"] for d in in_window if template_of(d["message"]) == row["message"]}
+            )
 
 
 @pytest.mark.parametrize(

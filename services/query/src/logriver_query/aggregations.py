@@ -22,10 +22,12 @@ from logriver_query.filters import RELATIVE, LogFilter, TimeRange, bad_request, 
 from logriver_query.reads import Collection
 from logriver_query.rollup_counts import (
     HOUR_MS,
+    Read,
     answerable,
     bounded_scan,
     rollup_rows,
     rollups_of,
+    run_reads,
     service_counts,
 )
 
@@ -372,6 +374,15 @@ async def top_messages(
         group["last"] = max(group["last"], last)
         group["template"] = group["template"] or template
 
+    def add_rollup(row: dict[str, Any]) -> None:
+        add(row["_id"], row["n"], row["services"], row["last"], row["template"])
+
+    def add_events(row: dict[str, Any]) -> None:
+        add(row["_id"], row["n"], row["services"], row["last"], None)
+        if not row["hashed"]:
+            groups[row["_id"]]["template"] = row["message"]
+
+    reads: list[Read] = []
     edges = [(since, until)]
     if answerable(flt) and h0 < h1:
         edges = [(since, h0), (h1, until)]
@@ -381,41 +392,31 @@ async def top_messages(
         }
         if flt.services:
             query["service"] = {"$in": list(flt.services)}
-        pipeline: list[dict[str, Any]] = [
-            {"$match": query},
-            {
-                "$group": {
-                    "_id": "$th",
-                    "n": {"$sum": "$n"},
-                    "services": {"$addToSet": "$service"},
-                    "last": {"$max": "$last"},
-                    "template": {"$first": "$template"},
-                }
-            },
-        ]
-        for row in await _aggregate(rollups_of(collection, template=True), pipeline, max_time_ms):
-            add(row["_id"], row["n"], row["services"], row["last"], row["template"])
+        by_template = {
+            "_id": "$th",
+            "n": {"$sum": "$n"},
+            "services": {"$addToSet": "$service"},
+            "last": {"$max": "$last"},
+            "template": {"$first": "$template"},
+        }
+        templates = rollups_of(collection, template=True).name
+        reads.append(Read(templates, [{"$match": query}, {"$group": by_template}], add_rollup))
     for start, end in edges:
         if start >= end:
             continue
-        pipeline = [
-            {"$match": flt.to_mongo(TimeRange(from_ms(start), from_ms(end)))},
-            {
-                "$group": {
-                    # Events stored before templates existed group by their message prefix.
-                    "_id": {"$ifNull": ["$th", {"$substrCP": ["$message", 0, 200]}]},
-                    "n": {"$sum": 1},
-                    "services": {"$addToSet": "$service"},
-                    "last": {"$max": "$timestamp"},
-                    "message": {"$first": {"$substrCP": ["$message", 0, 200]}},
-                    "hashed": {"$max": {"$ne": [{"$type": "$th"}, "missing"]}},
-                }
-            },
-        ]
-        for row in await _aggregate(collection, pipeline, max_time_ms):
-            add(row["_id"], row["n"], row["services"], row["last"], None)
-            if not row["hashed"]:
-                groups[row["_id"]]["template"] = row["message"]
+        by_key = {
+            # Events stored before templates existed group by their message prefix.
+            "_id": {"$ifNull": ["$th", {"$substrCP": ["$message", 0, 200]}]},
+            "n": {"$sum": 1},
+            "services": {"$addToSet": "$service"},
+            "last": {"$max": "$timestamp"},
+            "message": {"$first": {"$substrCP": ["$message", 0, 200]}},
+            "hashed": {"$max": {"$ne": [{"$type": "$th"}, "missing"]}},
+        }
+        match = flt.to_mongo(TimeRange(from_ms(start), from_ms(end)))
+        reads.append(Read(collection.name, [{"$match": match}, {"$group": by_key}], add_events))
+    # The rollups' whole hours and the events of the edges: one command.
+    await run_reads(collection, reads, max_time_ms)
     ranked = sorted(groups.items(), key=lambda item: (-item[1]["count"], str(item[0])))[:limit]
     missing = [key for key, group in ranked if group["template"] is None]
     if missing:

@@ -132,9 +132,9 @@ async def rollup_rows(
     bucket covering the whole window. A dimension not in ``keep`` is "" (summed over).
 
     Every read it needs (daily documents, hourly ones, the hours and minutes the window cuts)
-    goes to MongoDB in **one** aggregate command (see :func:`_run`)."""
+    goes to MongoDB in **one** aggregate command (see :func:`run_reads`)."""
     plan = await _plan(events, flt, bucket_s=bucket_s, keep=keep)
-    await _run(plan, max_time_ms)
+    await run_reads(plan.events, plan.reads, max_time_ms)
     return plan.rows
 
 
@@ -150,7 +150,7 @@ async def service_counts(
     # Both totals in one match: each of their rows says which count it is (its level).
     both_totals = None if flt.levels else {"level": {"$in": [ALL, ERRORS]}}
     plan = await _plan(events, flt, bucket_s=0, keep=("service", "level"), totals=both_totals)
-    await _run(plan, max_time_ms)
+    await run_reads(plan.events, plan.reads, max_time_ms)
     counts: dict[str, list[int]] = {}
     for (_, service, level), n in plan.rows.items():
         both = counts.setdefault(service, [0, 0])
@@ -223,7 +223,7 @@ async def _plan(
 
 
 @dataclass
-class _Read:
+class Read:
     """One read of a count: a pipeline on one collection, what to do with each of its rows,
     and what to do once they have all come."""
 
@@ -245,7 +245,7 @@ class _Plan:
     covered_since: int  # daily documents and totals are complete from here (ms)
     totals: dict[str, Any] | None  # the match of the totals that answer it, if any
     rows: Rows = field(default_factory=lambda: defaultdict(int))
-    reads: list[_Read] = field(default_factory=list)
+    reads: list[Read] = field(default_factory=list)
 
     def _source(self, start: int, *, daily: bool) -> tuple[str, dict[str, Any]]:
         """The collection a read from ``start`` on goes to, and its match on the dimensions:
@@ -279,7 +279,7 @@ class _Plan:
             self.rows[(self.first, row["_id"]["s"], row["_id"]["l"])] += row["a0"]
 
         pipeline = [{"$match": match}, {"$group": {**group, "a0": {"$sum": "$n"}}}]
-        self.reads.append(_Read(collection, pipeline, absorb))
+        self.reads.append(Read(collection, pipeline, absorb))
 
     def day_parts(self, start: int, end: int) -> None:
         """The daily documents' counts of the whole hours in ``[start, end)``, per bucket.
@@ -329,7 +329,7 @@ class _Plan:
                         rows[(bucket, service, level)] += n
 
         pipeline = [{"$match": match}, {"$project": projection}]
-        self.reads.append(_Read(collection, pipeline, absorb, finish))
+        self.reads.append(Read(collection, pipeline, absorb, finish))
 
     def whole_hours(self, start: int, end: int) -> None:
         """Whole hours from the hourly documents: the coarsest count that fits the bucket,
@@ -365,7 +365,7 @@ class _Plan:
                     self.rows[(bucket, row["_id"]["s"], row["_id"]["l"])] += n
 
         pipeline = [{"$match": match}, {"$group": {"_id": key, **sums}}]
-        self.reads.append(_Read(collection, pipeline, absorb))
+        self.reads.append(Read(collection, pipeline, absorb))
 
     def cut_hour(self, hour: int, m0: int, m1: int) -> None:
         """An hour cut by the window: its quarters that lie inside the window (and in one
@@ -391,7 +391,7 @@ class _Plan:
                     self.rows[(bucket, row["_id"]["s"], row["_id"]["l"])] += n
 
         pipeline = [{"$match": match}, {"$group": {"_id": self._dimensions, **sums}}]
-        self.reads.append(_Read(collection, pipeline, absorb))
+        self.reads.append(Read(collection, pipeline, absorb))
 
     def scan_edge(self, start: int, end: int) -> None:
         """Count the events of a sub-minute edge (one bucket when the size is ≥ 1 min)."""
@@ -402,18 +402,17 @@ class _Plan:
             self.rows[(bucket, row["_id"]["s"], row["_id"]["l"])] += row["n"]
 
         group = {"_id": self._dimensions, "n": {"$sum": 1}}
-        self.reads.append(_Read(self.events.name, [{"$match": match}, {"$group": group}], absorb))
+        self.reads.append(Read(self.events.name, [{"$match": match}, {"$group": group}], absorb))
 
 
-async def _run(plan: _Plan, max_time_ms: int) -> None:
-    """All the plan's reads in one aggregate command: the first on its collection, each other
-    in a ``$unionWith`` stage, every row tagged with its read's index; each read adds its
-    rows into the plan's.
+async def run_reads(events: Collection, reads: list[Read], max_time_ms: int) -> None:
+    """Several reads in one aggregate command: the first on its collection, each other in a
+    ``$unionWith`` stage, every row tagged with its read's index; each read absorbs its own
+    rows, then finishes. They read as ``events`` does (preference, concern).
 
     One command instead of up to six cuts a round trip's cost from the service and mongod
     for each (the 24 h histogram: five reads, one command).
     """
-    reads = plan.reads
     stages: list[dict[str, Any]] = []
     for i, read in enumerate(reads):
         pipeline = [*read.pipeline, {"$set": {"_r": i}}]
@@ -422,13 +421,14 @@ async def _run(plan: _Plan, max_time_ms: int) -> None:
             if i == 0
             else [{"$unionWith": {"coll": read.collection, "pipeline": pipeline}}]
         )
-    events = plan.events
     first = events.database.get_collection(
         reads[0].collection,
         read_preference=events.read_preference,
         read_concern=events.read_concern,
     )
-    cursor = await first.aggregate(stages, maxTimeMS=max_time_ms, batchSize=BATCH)
+    cursor = await first.aggregate(
+        stages, maxTimeMS=max_time_ms, batchSize=BATCH, allowDiskUse=False
+    )
     async for row in cursor:
         reads[row["_r"]].absorb(row)
     for read in reads:
