@@ -8,7 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient, WriteConcern
 
+from logriver_common.documents import event_to_document
+from logriver_common.event import Level, LogEvent
 from logriver_writer.rollups import template_of
 from tests.integration.query.conftest import (
     DataSet,
@@ -18,6 +21,7 @@ from tests.integration.query.conftest import (
     start_query_app,
     stored,
 )
+from tests.stack import STACK
 
 pytestmark = [pytest.mark.integration]
 ERRORS = ("ERROR", "CRITICAL")
@@ -249,6 +253,56 @@ async def test_top_messages_equal_counts_over_the_events_at_odd_edges(
             assert row["services"] == sorted(
                 {d["service"] for d in in_window if template_of(d["message"]) == row["message"]}
             )
+
+
+async def test_top_messages_of_a_short_window_rank_and_name_in_mongodb(stack: None) -> None:
+    """Without a whole hour the events alone answer: MongoDB ranks them, keeps the top
+    `limit` and names them from the dictionary in one command. Events stored before
+    templates existed (no `th`) are named by their message and, on equal counts, come
+    after the templates (the order MongoDB sorts numbers and strings in)."""
+    newest = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+
+    def events(message: str, count: int) -> list[dict[str, Any]]:
+        return [
+            event_to_document(
+                LogEvent(
+                    timestamp=newest - timedelta(seconds=10 * i + 1),
+                    service=f"svc-0{i % 2}",
+                    level=Level.ERROR,
+                    message=message.format(n=i),
+                ),
+                None,
+            )
+            for i in range(count)
+        ]
+
+    templated = events("alpha failed after {n} ms", 6) + events("beta down", 4)
+    templated += events("gamma slow", 3)
+    legacy = events("legacy crash", 4) + events("legacy other", 2)
+    async with stored(templated, "test_top_short") as database:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri)
+        try:
+            logs = client[database]["logs"].with_options(write_concern=WriteConcern(w=3))
+            await logs.insert_many(legacy)  # as stored before `th`: no template hash
+        finally:
+            await client.close()
+        async for app in start_query_app(query_settings(database)):
+            window = {"since": iso(newest - timedelta(minutes=30)), "until": iso(newest)}
+            ranked = [
+                (template_of("alpha failed after 0 ms"), 6),
+                (template_of("beta down"), 4),
+                ("legacy crash", 4),
+                (template_of("gamma slow"), 3),
+                ("legacy other", 2),
+            ]
+            for limit in (3, 10):
+                before = len(app.commands.reads)
+                body = await get(app, "/v1/stats/top-messages", {**window, "limit": limit})
+                got = [(m["message"], m["count"]) for m in body["messages"]]
+                assert got == ranked[:limit]
+                commands = [name for name, _, _ in app.commands.reads[before:]]
+                assert commands == ["aggregate"], "ranked and named in one command"
+            assert body["messages"][0]["services"] == ["svc-00", "svc-01"]
 
 
 @pytest.mark.parametrize(

@@ -354,6 +354,13 @@ async def _services_summary_scan(
     }
 
 
+def _ranking(item: tuple[Any, dict[str, Any]]) -> tuple[int, bool, Any]:
+    """Most frequent first; ties in MongoDB's order of the keys (template hashes, numbers,
+    before the message prefixes of events stored without one)."""
+    key, group = item
+    return (-group["count"], isinstance(key, str), key)
+
+
 async def top_messages(
     collection: Collection, flt: LogFilter, *, limit: int, max_time_ms: int
 ) -> dict[str, Any]:
@@ -378,7 +385,14 @@ async def top_messages(
         add(row["_id"], row["n"], row["services"], row["last"], row["template"])
 
     def add_events(row: dict[str, Any]) -> None:
-        add(row["_id"], row["n"], row["services"], row["last"], None)
+        named = row.get("named")
+        add(
+            row["_id"],
+            row["n"],
+            row["services"],
+            row["last"],
+            named[0]["template"] if named else None,
+        )
         if not row["hashed"]:
             groups[row["_id"]]["template"] = row["message"]
 
@@ -414,10 +428,27 @@ async def top_messages(
             "hashed": {"$max": {"$ne": [{"$type": "$th"}, "missing"]}},
         }
         match = flt.to_mongo(TimeRange(from_ms(start), from_ms(end)))
-        reads.append(Read(collection.name, [{"$match": match}, {"$group": by_key}], add_events))
+        pipeline: list[dict[str, Any]] = [{"$match": match}, {"$group": by_key}]
+        if edges == [(since, until)]:
+            # The events alone answer (no whole hour): MongoDB ranks as `_ranking` does,
+            # and names the top ones from the dictionary in the same command.
+            pipeline += [
+                {"$sort": {"n": -1, "_id": 1}},
+                {"$limit": limit},
+                {
+                    "$lookup": {
+                        "from": word_search.dictionary_of(collection).name,
+                        "localField": "_id",
+                        "foreignField": "_id",
+                        "pipeline": [{"$project": {"_id": 0, "template": 1}}],
+                        "as": "named",
+                    }
+                },
+            ]
+        reads.append(Read(collection.name, pipeline, add_events))
     # The rollups' whole hours and the events of the edges: one command.
     await run_reads(collection, reads, max_time_ms)
-    ranked = sorted(groups.items(), key=lambda item: (-item[1]["count"], str(item[0])))[:limit]
+    ranked = sorted(groups.items(), key=_ranking)[:limit]
     missing = [key for key, group in ranked if group["template"] is None]
     if missing:
         # Each template's one dictionary document (`_id` = th), written in the same
