@@ -113,7 +113,10 @@ def _forget_dead_workers(directory: Path) -> None:
     ``livesum`` gauges, such as requests in flight, must not count any more.
     """
     for file in directory.glob("gauge_live*_*.db"):
-        pid = int(file.stem.rsplit("_", 1)[1])
+        suffix = file.stem.rsplit("_", 1)[1]
+        if not suffix.isdigit():
+            continue  # not prometheus_client's (the directory may be an operator's)
+        pid = int(suffix)
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
