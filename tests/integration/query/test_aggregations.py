@@ -20,6 +20,7 @@ from tests.integration.query.conftest import (
     spread_events,
     start_query_app,
     stored,
+    unique_window,
 )
 from tests.stack import STACK
 
@@ -96,6 +97,42 @@ async def test_services_summary(query: QueryApp, dataset: DataSet) -> None:
         assert row["errors"] == errors[name]
         assert row["error_rate"] == pytest.approx(errors[name] / counts[name], abs=1e-6)
         assert row["last_seen"] == iso(last_seen[name])
+
+
+@pytest.mark.parametrize("services", [None, ["svc-01", "svc-02"]])
+async def test_summaries_count_and_find_each_newest_event_in_one_command(
+    query: QueryApp, dataset: DataSet, services: list[str] | None
+) -> None:
+    """The errors and services summaries read their counts and each service's newest event
+    in one aggregate command, with or without a service filter (the newest-event reads bound
+    `service` themselves when the filter does not), and both still equal the events."""
+    docs = [d for d in dataset.docs if services is None or d["service"] in services]
+    newest: dict[str, dict[str, Any]] = {}
+    newest_error: dict[str, dict[str, Any]] = {}
+    for d in sorted(docs, key=lambda d: (d["timestamp"], d["_id"])):
+        newest[d["service"]] = d
+        if d["level"] in ERRORS:
+            newest_error[d["service"]] = d
+    params: dict[str, Any] = unique_window(dataset)
+    if services:
+        params["service"] = services
+    before = len(query.commands.reads)
+    body = await get(query, "/v1/stats/services", params)
+    assert [name for name, _, _ in query.commands.reads[before:]] == ["aggregate"]
+    assert body["source"] == "rollups"
+    assert {s["service"]: s["count"] for s in body["services"]} == Counter(
+        d["service"] for d in docs
+    )
+    assert {s["service"]: s["last_seen"] for s in body["services"]} == {
+        name: iso(d["timestamp"]) for name, d in newest.items()
+    }
+    before = len(query.commands.reads)
+    body = await get(query, "/v1/stats/errors", params)
+    assert [name for name, _, _ in query.commands.reads[before:]] == ["aggregate"]
+    assert body["source"] == "rollups"
+    assert {s["service"]: s["latest"]["id"] for s in body["services"]} == {
+        name: d["_id"] for name, d in newest_error.items()
+    }
 
 
 async def test_top_messages(query: QueryApp, dataset: DataSet) -> None:

@@ -86,26 +86,20 @@ async def error_summary(
     if not answerable(flt):
         return await _error_summary_scan(collection, flt, max_time_ms=max_time_ms)
     errors = replace(flt, levels=tuple(ERROR_LEVELS))
+    latest: dict[str, dict[str, Any]] = {}
+    output = {f: f"${f}" for f in ("timestamp", "level", "message", "trace_id")}
     rows = await rollup_rows(
-        collection, errors, bucket_s=0, max_time_ms=max_time_ms, keep=("service",)
+        collection,
+        errors,
+        bucket_s=0,
+        max_time_ms=max_time_ms,
+        keep=("service",),
+        also=_newest_per_service(collection, errors, output, latest),
     )
     per_service: dict[str, int] = {}
     for (_, service, _), n in rows.items():
         per_service[service] = per_service.get(service, 0) + n
     ranked = sorted(per_service.items(), key=lambda item: (-item[1], item[0]))[:1000]
-
-    latest = await _latest_per_service(
-        collection,
-        errors,
-        [service for service, _ in ranked],
-        {
-            "timestamp": "$timestamp",
-            "level": "$level",
-            "message": "$message",
-            "trace_id": "$trace_id",
-        },
-        max_time_ms,
-    )
     services = []
     for service, count in ranked:
         doc = latest.get(service)
@@ -123,27 +117,32 @@ async def error_summary(
     return _error_answer(flt, services, "rollups")
 
 
-async def _latest_per_service(
+def _newest_per_service(
     collection: Collection,
     flt: LogFilter,
-    services: list[str],
     output: dict[str, Any],
-    max_time_ms: int,
-) -> dict[str, dict[str, Any]]:
-    """The newest event (``output``'s fields) of each service in the window.
+    into: dict[str, dict[str, Any]],
+) -> list[Read]:
+    """Reads that put the newest event (``output``'s fields and ``_id``) of each service in
+    the window ``into`` the dict, by service; they go in the same command as the counts.
 
-    One pipeline per level asked for (one in all without levels), each a DISTINCT_SCAN
-    that seeks once per service on the (service[, level], timestamp, _id) index: a find per
-    service cost the service CPU of 20 round trips for 20 services. The service list must
-    be given: without it MongoDB does not choose the distinct scan. The pipelines go in one
-    command (the others in ``$unionWith`` stages): a round trip costs more than the read.
+    One read per level asked for (one in all without levels), each a DISTINCT_SCAN that
+    seeks once per service on the (service[, level], timestamp, _id) index. MongoDB plans a
+    distinct scan only when the match bounds ``service``: with no service filter the match
+    says ``service >= ""``, which every service is (the contract makes it a string). Without
+    it the plan was a FETCH of every event in the window (1.1 s against 2 ms on 200k events).
     """
-    if not services:
-        return {}
-    pipelines: list[list[dict[str, Any]]] = []
+
+    def absorb(row: dict[str, Any]) -> None:
+        doc = row["doc"]
+        seen = into.get(row["_id"])
+        if seen is None or (doc["timestamp"], doc["_id"]) > (seen["timestamp"], seen["_id"]):
+            into[row["_id"]] = doc
+
+    reads: list[Read] = []
     for level in flt.levels or (None,):
         match = flt.to_mongo()
-        match["service"] = {"$in": services}
+        match.setdefault("service", {"$gte": ""})
         sort: dict[str, int] = {"service": 1, "timestamp": -1, "_id": -1}
         if level is not None:
             match["level"] = level
@@ -153,16 +152,8 @@ async def _latest_per_service(
             {"$sort": sort},
             {"$group": {"_id": "$service", "doc": {"$first": {**output, "_id": "$_id"}}}},
         ]
-        pipelines.append(pipeline)
-    first, *others = pipelines
-    union = [{"$unionWith": {"coll": collection.name, "pipeline": other}} for other in others]
-    newest: dict[str, dict[str, Any]] = {}
-    for row in await _aggregate(collection, [*first, *union], max_time_ms):
-        doc = row["doc"]
-        seen = newest.get(row["_id"])
-        if seen is None or (doc["timestamp"], doc["_id"]) > (seen["timestamp"], seen["_id"]):
-            newest[row["_id"]] = doc
-    return newest
+        reads.append(Read(collection.name, pipeline, absorb))
+    return reads
 
 
 def _error_answer(flt: LogFilter, services: list[dict[str, Any]], source: str) -> dict[str, Any]:
@@ -291,17 +282,16 @@ async def services_summary(
 ) -> dict[str, Any]:
     if not answerable(flt):
         return await _services_summary_scan(collection, flt, max_time_ms=max_time_ms)
-    # Per service: all its events and those at an error level, from one read of each rollup.
-    counts = await service_counts(collection, flt, max_time_ms=max_time_ms)
-    ranked = sorted(counts.items(), key=lambda item: (-item[1][0], item[0]))[:5000]
-
-    last = await _latest_per_service(
+    # Per service: all its events and those at an error level, from one read of each rollup,
+    # and its newest event, all in one command.
+    last: dict[str, dict[str, Any]] = {}
+    counts = await service_counts(
         collection,
         flt,
-        [service for service, _ in ranked],
-        {"timestamp": "$timestamp"},
-        max_time_ms,
+        max_time_ms=max_time_ms,
+        also=_newest_per_service(collection, flt, {"timestamp": "$timestamp"}, last),
     )
+    ranked = sorted(counts.items(), key=lambda item: (-item[1][0], item[0]))[:5000]
     return {
         "since": iso(flt.window.since),
         "until": iso(flt.window.until),

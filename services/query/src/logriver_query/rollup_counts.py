@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -127,19 +127,21 @@ async def rollup_rows(
     bucket_s: int,
     max_time_ms: int,
     keep: tuple[str, ...] = ("service", "level"),
+    also: Sequence[Read] = (),
 ) -> Rows:
     """Exact counts per (bucket, service, level); ``bucket_s`` is a multiple of 60, or 0 for one
     bucket covering the whole window. A dimension not in ``keep`` is "" (summed over).
 
     Every read it needs (daily documents, hourly ones, the hours and minutes the window cuts)
-    goes to MongoDB in **one** aggregate command (see :func:`run_reads`)."""
+    goes to MongoDB in **one** aggregate command (see :func:`run_reads`), with the caller's
+    own reads (``also``)."""
     plan = await _plan(events, flt, bucket_s=bucket_s, keep=keep)
-    await run_reads(plan.events, plan.reads, max_time_ms)
+    await run_reads(plan.events, [*plan.reads, *also], max_time_ms)
     return plan.rows
 
 
 async def service_counts(
-    events: Collection, flt: LogFilter, *, max_time_ms: int
+    events: Collection, flt: LogFilter, *, max_time_ms: int, also: Sequence[Read] = ()
 ) -> dict[str, tuple[int, int]]:
     """Per service: the window's events (of ``flt``'s levels) and how many of them are at an
     error level, from **one** plan. With no level filter it reads the per-service totals of
@@ -150,7 +152,7 @@ async def service_counts(
     # Both totals in one match: each of their rows says which count it is (its level).
     both_totals = None if flt.levels else {"level": {"$in": [ALL, ERRORS]}}
     plan = await _plan(events, flt, bucket_s=0, keep=("service", "level"), totals=both_totals)
-    await run_reads(plan.events, plan.reads, max_time_ms)
+    await run_reads(plan.events, [*plan.reads, *also], max_time_ms)
     counts: dict[str, list[int]] = {}
     for (_, service, level), n in plan.rows.items():
         both = counts.setdefault(service, [0, 0])
