@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pymongo import WriteConcern
 
 from logriver_common.documents import event_to_document, levels_at_or_above
-from logriver_common.event import LogEvent
+from logriver_common.event import Level, LogEvent
 from logriver_common.indexes import words_of
 from tests.integration.query.conftest import DataSet, QueryApp
 
@@ -167,6 +168,74 @@ async def test_event_and_trace_lookup(query: QueryApp, dataset: DataSet) -> None
     assert len(want) == 5
     assert trace["jaeger_url"] == f"http://127.0.0.1:16686/trace/{trace_id}"
     assert not trace["truncated"]
+
+
+async def test_an_event_reads_as_the_api_shows_it(query: QueryApp, dataset: DataSet) -> None:
+    """MongoDB builds the API's view (EVENT_VIEW): the event's own names in a fixed order,
+    dates as RFC 3339 with milliseconds, unset fields left out, no storage bookkeeping
+    (`expire_at`, the template hash `th`); a lookup, a page and a trace show it alike."""
+    logs = query.mongo[dataset.database]["logs"]
+    at = datetime(2026, 3, 4, 5, 6, 7, 89_000, tzinfo=UTC)
+    full = LogEvent(
+        timestamp=at,
+        service="view-full",
+        level=Level.ERROR,
+        message="$where is a message, not an operator",
+        trace_id=uuid.uuid4().hex,  # no trace of the data set's
+        span_id=f"{78:016x}",
+        host="web-1",
+        env="prod",
+        metadata={"nested": {"list": [1, "two", None]}, "n": 3},
+        received_at=at + timedelta(milliseconds=5),
+    )
+    bare = LogEvent(timestamp=at.replace(microsecond=0), service="view-bare", message="bare")
+    stored = [event_to_document(e, at + timedelta(days=7)) for e in (full, bare)]
+    for document in stored:
+        document["th"] = -(2**63)
+    # A document stored with a date field as text (not something logriver writes) shows it.
+    odd = {**event_to_document(bare, None), "_id": f"odd-{bare.id}", "received_at": "text"}
+    await logs.insert_many([*stored, odd])
+    try:
+        want_full = {
+            "id": full.id,
+            "timestamp": "2026-03-04T05:06:07.089Z",
+            "level": "ERROR",
+            "service": "view-full",
+            "message": full.message,
+            "trace_id": full.trace_id,
+            "span_id": full.span_id,
+            "host": "web-1",
+            "env": "prod",
+            "metadata": {"nested": {"list": [1, "two", None]}, "n": 3},
+            "received_at": "2026-03-04T05:06:07.094Z",
+        }
+        want_bare = {
+            "id": bare.id,
+            "timestamp": "2026-03-04T05:06:07.000Z",
+            "level": "INFO",
+            "service": "view-bare",
+            "message": "bare",
+        }
+        fresh = {"consistent": "true"}
+        for want in (want_full, want_bare):
+            got = (await query.http.get(f"/v1/logs/{want['id']}", params=fresh)).json()
+            assert list(got.items()) == list(want.items())  # the order too
+        page = await query.http.get(
+            "/v1/logs",
+            params={
+                **fresh,
+                "service": "view-full",
+                "since": "2026-03-04T00:00:00Z",
+                "until": "2026-03-05T00:00:00Z",
+            },
+        )
+        assert page.json()["events"] == [want_full]
+        trace = await query.http.get(f"/v1/traces/{full.trace_id}", params=fresh)
+        assert trace.json()["events"] == [want_full]
+        shown = (await query.http.get(f"/v1/logs/{odd['_id']}", params=fresh)).json()
+        assert shown["received_at"] == "text"
+    finally:
+        await logs.delete_many({"_id": {"$in": [full.id, bare.id, odd["_id"]]}})
 
 
 async def test_read_scope_is_required(query: QueryApp) -> None:

@@ -1,7 +1,8 @@
 """How an event is stored in MongoDB: the one mapping the writer, query and alerter share.
 
 A document is the normalised event with ``_id`` = event id, native BSON dates
-(UTC) and the retention deadline ``expire_at`` that the TTL index acts on.
+(UTC) and the retention deadline ``expire_at`` that the TTL index acts on. Readers get
+the API's view of it from MongoDB with :data:`EVENT_VIEW`.
 """
 
 from __future__ import annotations
@@ -49,15 +50,34 @@ def event_to_document(event: Event | LogEvent, expire_at: datetime | None) -> di
     return doc
 
 
-def document_to_event(doc: dict[str, Any]) -> dict[str, Any]:
-    """The API view of a stored document: the event's own field names, ISO timestamps."""
-    out: dict[str, Any] = {"id": doc["_id"]}
-    for key, value in doc.items():
-        if key in ("_id", "expire_at"):
-            continue
-        out[key] = _iso(value) if isinstance(value, datetime) else value
-    return out
+# RFC 3339 in UTC with milliseconds: all a BSON date holds, in a fixed width.
+RFC3339_MS = "%Y-%m-%dT%H:%M:%S.%LZ"
+_DATES = ("timestamp", "received_at")
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+def _shown_date(field: str) -> dict[str, Any]:
+    """A stored date as the API shows it; a value of another type as it is, a missing one
+    left out (``$$REMOVE``: ``$cond`` would otherwise put a null there)."""
+    path = f"${field}"
+    return {
+        "$cond": [
+            {"$eq": [{"$type": path}, "date"]},
+            {"$dateToString": {"date": path, "format": RFC3339_MS}},
+            {"$ifNull": [path, "$$REMOVE"]},
+        ]
+    }
+
+
+# The projection that reads a stored document as the API's view of the event: its own
+# field names (`id`), dates as RFC 3339 text, no storage bookkeeping (`expire_at`, the
+# template hash `th`). MongoDB builds the view: decoding BSON dates into aware datetimes
+# and formatting them cost the query service more than a page's whole answer otherwise
+# (docs/query.md, twelfth pass). A field path to a missing field leaves the field out.
+EVENT_VIEW: dict[str, Any] = {
+    "_id": 0,
+    "id": "$_id",
+    **{
+        field: _shown_date(field) if field in _DATES else f"${field}"
+        for field in ("timestamp", "level", "service", "message", *OPTIONAL_FIELDS)
+    },
+}

@@ -199,12 +199,15 @@ READ_ERRORS = (400, 401, 403, 503)
 
 
 class Event(BaseModel):
-    """A stored event: the fields the client sent, normalised, plus the server's."""
+    """A stored event: the fields the client sent, normalised, plus the server's. Nothing
+    else: MongoDB builds exactly these fields (``EVENT_VIEW``)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     id: str
-    timestamp: str = Field(description="RFC 3339, UTC.")
+    timestamp: str = Field(
+        description="RFC 3339, UTC, milliseconds.", examples=["2026-03-04T05:06:07.089Z"]
+    )
     level: str
     service: str
     message: str

@@ -11,7 +11,6 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from logriver_common.auth import DEV_KEY, ApiKey, Scope, require_scope
-from logriver_common.documents import document_to_event
 from logriver_common.stream_tokens import StreamTokenSettings, issue_token
 from logriver_common.web.errors import ApiError
 from logriver_query import aggregations, contract, cursor, search
@@ -153,8 +152,8 @@ async def list_logs(
     )
     return json(
         {
-            "events": [document_to_event(doc) for doc in page.documents],
-            "count": len(page.documents),
+            "events": page.events,
+            "count": len(page.events),
             "next_cursor": next_cursor,
             "order": order,
             "since": aggregations.iso(window.since),
@@ -184,12 +183,12 @@ async def get_log(
 ) -> Response:
     params_of(request, {"consistent"})
     with database_errors():
-        doc = await search.find_event(
+        event = await search.find_event(
             ctx.reader(query.consistent), event_id, max_time_ms=ctx.settings.max_time_ms
         )
-    if doc is None:
+    if event is None:
         raise ApiError(404, "not_found", f"no event with id {event_id!r}")
-    return json(document_to_event(doc))
+    return json(event)
 
 
 @router.get(
@@ -212,7 +211,7 @@ async def get_trace(
     settings = ctx.settings
     async with timed_query("trace", {"trace_id": trace_id}, settings.slow_query_ms):
         with database_errors():
-            docs, truncated = await search.find_trace(
+            events, truncated = await search.find_trace(
                 ctx.reader(query.consistent),
                 trace_id,
                 cap=settings.max_trace_events,
@@ -222,8 +221,8 @@ async def get_trace(
         {
             "trace_id": trace_id,
             "jaeger_url": f"{settings.jaeger_ui_url.rstrip('/')}/trace/{trace_id}",
-            "events": [document_to_event(doc) for doc in docs],
-            "count": len(docs),
+            "events": events,
+            "count": len(events),
             "truncated": truncated,
         }
     )

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import ExecutionTimeout
 
+from logriver_common.documents import EVENT_VIEW
 from logriver_query import word_search
 from logriver_query.cursor import Position, from_ms, to_ms
 from logriver_query.filters import LogFilter, Order, TimeRange
 from logriver_query.reads import Collection
 
-# `expire_at` is storage bookkeeping, not part of the event.
-PROJECTION = {"expire_at": 0}
-
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    documents: list[dict[str, Any]]
+    events: list[dict[str, Any]]  # as the API shows them (EVENT_VIEW)
     next_position: Position | None
+
+
+def _after(last: dict[str, Any], order: Order, flt: LogFilter, window: TimeRange) -> Position:
+    """The cursor that continues after ``last``, an event as the API shows it."""
+    at = to_ms(datetime.fromisoformat(last["timestamp"]))
+    return Position(at, last["id"], order, flt.fingerprint(), window)
 
 
 async def find_page(
@@ -57,41 +62,37 @@ async def find_page(
             max_time_ms=max_time_ms,
         )
     # One extra document tells whether another page exists without an empty last page.
-    documents = await collection.find(
+    events = await collection.find(
         query,
-        PROJECTION,
+        EVENT_VIEW,
         sort=[("timestamp", direction), ("_id", direction)],
         limit=limit + 1,
         max_time_ms=max_time_ms,
     ).to_list()
-    if len(documents) <= limit:
-        return Page(documents, None)
-    documents = documents[:limit]
-    last = documents[-1]
-    return Page(
-        documents,
-        Position(to_ms(last["timestamp"]), last["_id"], order, flt.fingerprint(), window),
-    )
+    if len(events) <= limit:
+        return Page(events, None)
+    events = events[:limit]
+    return Page(events, _after(events[-1], order, flt, window))
 
 
 async def find_event(
     collection: Collection, event_id: str, *, max_time_ms: int
 ) -> dict[str, Any] | None:
-    return await collection.find_one({"_id": event_id}, PROJECTION, max_time_ms=max_time_ms)
+    return await collection.find_one({"_id": event_id}, EVENT_VIEW, max_time_ms=max_time_ms)
 
 
 async def find_trace(
     collection: Collection, trace_id: str, *, cap: int, max_time_ms: int
 ) -> tuple[list[dict[str, Any]], bool]:
     """A trace's logs oldest first, and whether the cap cut it short."""
-    documents = await collection.find(
+    events = await collection.find(
         {"trace_id": trace_id},
-        PROJECTION,
+        EVENT_VIEW,
         sort=[("timestamp", ASCENDING), ("_id", ASCENDING)],
         limit=cap + 1,
         max_time_ms=max_time_ms,
     ).to_list()
-    return documents[:cap], len(documents) > cap
+    return events[:cap], len(events) > cap
 
 
 FIRST_SLICE_MS = 15 * 60 * 1000
@@ -122,7 +123,7 @@ async def _sliced_page(
         high = min(high, to_ms(bound["$lte"]) + 1)
     deadline = time.monotonic() + budget_ms / 1000
     direction = DESCENDING if order == "desc" else ASCENDING
-    documents: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     span = FIRST_SLICE_MS
     while low < high:
         start, end = (
@@ -131,44 +132,40 @@ async def _sliced_page(
         remaining = int((deadline - time.monotonic()) * 1000)
         first = span == FIRST_SLICE_MS
         if remaining < 10 and not first:
-            return _edge_page(documents, flt, window, order, high if order == "desc" else low)
+            return _edge_page(events, flt, window, order, high if order == "desc" else low)
         # The first slice always gets the full maxTimeMS, so every page makes progress.
         remaining = max_time_ms if first else min(remaining, max_time_ms)
         sliced = {**query, "timestamp": {"$gte": from_ms(start), "$lt": from_ms(end)}}
         try:
             found = await collection.find(
                 sliced,
-                PROJECTION,
+                EVENT_VIEW,
                 sort=[("timestamp", direction), ("_id", direction)],
-                limit=limit + 1 - len(documents),
+                limit=limit + 1 - len(events),
                 max_time_ms=remaining,
             ).to_list()
         except ExecutionTimeout:
             if first:
                 raise
-            return _edge_page(documents, flt, window, order, high if order == "desc" else low)
-        documents.extend(found)
-        if len(documents) > limit:
-            documents = documents[:limit]
-            last = documents[-1]
-            position = Position(
-                to_ms(last["timestamp"]), last["_id"], order, flt.fingerprint(), window
-            )
-            return Page(documents, position)
+            return _edge_page(events, flt, window, order, high if order == "desc" else low)
+        events.extend(found)
+        if len(events) > limit:
+            events = events[:limit]
+            return Page(events, _after(events[-1], order, flt, window))
         if order == "desc":
             high = start
         else:
             low = end
         span *= 2
-    return Page(documents, None)
+    return Page(events, None)
 
 
 def _edge_page(
-    documents: list[dict[str, Any]], flt: LogFilter, window: TimeRange, order: Order, edge: int
+    events: list[dict[str, Any]], flt: LogFilter, window: TimeRange, order: Order, edge: int
 ) -> Page:
     """The page found so far and a cursor at the first unread millisecond (``edge``).
 
     With id ``""`` the cursor's condition (see ``Position.after``) means "timestamp
     before ``edge``" for ``desc`` and "timestamp from ``edge`` on" for ``asc``.
     """
-    return Page(documents, Position(edge, "", order, flt.fingerprint(), window))
+    return Page(events, Position(edge, "", order, flt.fingerprint(), window))

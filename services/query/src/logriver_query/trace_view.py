@@ -20,7 +20,6 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from logriver_common.documents import document_to_event
 from logriver_common.web.errors import ApiError
 from logriver_query import search
 from logriver_query.contract import READ_ERRORS, ConsistentParam, TraceView, error_responses
@@ -228,7 +227,7 @@ async def trace_view(
     settings = ctx.settings
     async with timed_query("trace_view", {"trace_id": trace_id}, settings.slow_query_ms):
         with database_errors():
-            docs, logs_truncated = await search.find_trace(
+            events, logs_truncated = await search.find_trace(
                 ctx.reader(query.consistent),
                 trace_id,
                 cap=settings.max_trace_events,
@@ -240,7 +239,6 @@ async def trace_view(
         log.warning("jaeger query failed for %s: %s", trace_id, exc)
         raise _unavailable(f"the trace store is unavailable: {exc}") from None
     spans, spans_truncated = spans_of(found, cap=jaeger.jaeger_max_spans) if found else ([], False)
-    events = [document_to_event(doc) for doc in docs]
     ui = settings.jaeger_ui_url.rstrip("/")
     return json(
         {
