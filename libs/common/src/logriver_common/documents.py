@@ -70,9 +70,10 @@ def _shown_date(field: str) -> dict[str, Any]:
 
 # The projection that reads a stored document as the API's view of the event: its own
 # field names (`id`), dates as RFC 3339 text, no storage bookkeeping (`expire_at`, the
-# template hash `th`). MongoDB builds the view: decoding BSON dates into aware datetimes
-# and formatting them cost the query service more than a page's whole answer otherwise
-# (docs/query.md, twelfth pass). A field path to a missing field leaves the field out.
+# template hash `th`). MongoDB builds the view: decoding BSON dates into aware datetimes,
+# formatting them and renaming fields in Python cost about a third of a page's CPU in the
+# query service (docs/query.md, twelfth pass). A field path to a missing field leaves the
+# field out.
 EVENT_VIEW: dict[str, Any] = {
     "_id": 0,
     "id": "$_id",

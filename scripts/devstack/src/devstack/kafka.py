@@ -78,8 +78,8 @@ def _write_config() -> str:
                 # Seven days: the live-tail resume window (see docs/operations.md).
                 "log.retention.hours=168",
                 # The log cleaner allocates its dedupe map on the heap at start-up: 128 MiB
-                # by default, half of a test's private broker (256 MiB), which then failed
-                # to start with OutOfMemoryError when the heap was fragmented. 16 MiB holds
+                # by default, half of a test's private broker (256 MiB heap), which failed
+                # to start with OutOfMemoryError in one CI run (2026-11-27). 16 MiB holds
                 # offsets for the compacted topics of a local stack (__consumer_offsets).
                 "log.cleaner.dedupe.buffer.size=16777216",
                 "",
