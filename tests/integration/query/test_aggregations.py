@@ -12,6 +12,7 @@ from pymongo import AsyncMongoClient, WriteConcern
 
 from logriver_common.documents import event_to_document
 from logriver_common.event import Level, LogEvent
+from logriver_common.indexes import rollup_collection_names
 from logriver_writer.rollups import template_of
 from tests.integration.query.conftest import (
     DataSet,
@@ -223,15 +224,15 @@ async def test_a_scan_that_runs_out_of_budget_says_so(dataset: DataSet) -> None:
 
 @pytest.fixture(scope="module")
 async def spread(stack: None) -> AsyncIterator[tuple[QueryApp, list[dict[str, Any]], datetime]]:
-    """4,000 events at random times over 30 hours: every rollup part (minutes, quarters, hours)
-    and both partial edge hours hold counts."""
+    """4,000 events at random times over 54 hours: every rollup part (minutes, quarters, hours)
+    and both partial edge hours hold counts, and a window can hold a whole UTC day."""
     messages = [
         "spread event",
         "spread timeout after 31 ms",
         "spread timeout after 47 ms",
         "spread miss",
     ]
-    docs, newest = spread_events(4_000, 30, seed=11, message=messages)
+    docs, newest = spread_events(4_000, 54, seed=11, message=messages)
     async with stored(docs, "test_spread") as database:
         async for app in start_query_app(query_settings(database)):
             yield app, docs, newest
@@ -273,23 +274,94 @@ async def test_histogram_buckets_equal_counts_over_the_events_at_odd_edges(
 async def test_top_messages_equal_counts_over_the_events_at_odd_edges(
     spread: tuple[QueryApp, list[dict[str, Any]], datetime],
 ) -> None:
-    """Whole hours from the template rollups and the cut hours from the events (one command):
-    each template's count and services equal the events'. Two of the four messages are one
-    template ("spread timeout after <n> ms")."""
+    """Whole hours from the daily template rollups (whole days, and the hours of cut days)
+    and the cut hours from the events (one command): each template's count, services and
+    last event equal the events'. Two of the four messages are one template ("spread
+    timeout after <n> ms")."""
     app, docs, newest = spread
-    for hours, odd, levels in ((26, 17.3, ERRORS), (5, 1.7, ("INFO", "ERROR")), (1, 0.4, ERRORS)):
+    windows = (
+        (52, 17.3, ERRORS),
+        (26, 17.3, ERRORS),
+        (5, 1.7, ("INFO", "ERROR")),
+        (1, 0.4, ERRORS),
+    )
+    for hours, odd, levels in windows:
         until = newest - timedelta(seconds=odd * 60)
         since = until - timedelta(hours=hours, seconds=odd)
-        params = {"since": iso(since), "until": iso(until), "level": list(levels), "limit": 50}
-        body = await get(app, "/v1/stats/top-messages", params)
-        in_window = [d for d in docs if since <= d["timestamp"] < until and d["level"] in levels]
-        counts = Counter(template_of(d["message"]) for d in in_window)
-        assert len(counts) == 3
-        assert {m["message"]: m["count"] for m in body["messages"]} == counts, hours
-        for row in body["messages"]:
-            assert row["services"] == sorted(
-                {d["service"] for d in in_window if template_of(d["message"]) == row["message"]}
+        await _assert_top_messages_match(app, docs, since, until, levels)
+
+
+async def _assert_top_messages_match(
+    app: QueryApp,
+    docs: list[dict[str, Any]],
+    since: datetime,
+    until: datetime,
+    levels: tuple[str, ...],
+) -> None:
+    params = {"since": iso(since), "until": iso(until), "level": list(levels), "limit": 50}
+    body = await get(app, "/v1/stats/top-messages", params)
+    in_window = [d for d in docs if since <= d["timestamp"] < until and d["level"] in levels]
+    counts = Counter(template_of(d["message"]) for d in in_window)
+    assert len(counts) == 3
+    assert {m["message"]: m["count"] for m in body["messages"]} == counts, (since, until)
+    for row in body["messages"]:
+        of_row = [d for d in in_window if template_of(d["message"]) == row["message"]]
+        assert row["services"] == sorted({d["service"] for d in of_row})
+        assert row["last_seen"] == iso(max(d["timestamp"] for d in of_row))
+
+
+async def test_top_messages_add_the_hourly_template_counts_of_older_writers(
+    stack: None,
+) -> None:
+    """A store that older writers filled holds hourly template documents beside the daily
+    ones (each event counted in one of them): top messages add both until the hourly ones
+    expire."""
+    messages = ["legacy timeout after 31 ms", "legacy disk full", "legacy cache miss 7"]
+    docs, newest = spread_events(1_500, 50, seed=5, message=messages)
+    async with stored(docs, "test_legacy_templates") as database:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri, tz_aware=True)
+        try:
+            await _move_hours_to_hourly_documents(client[database], every=3)
+        finally:
+            await client.close()
+        async for app in start_query_app(query_settings(database)):
+            until = newest - timedelta(minutes=7)
+            for hours in (49, 20, 3):
+                since = until - timedelta(hours=hours, minutes=11)
+                await _assert_top_messages_match(app, docs, since, until, ERRORS)
+
+
+async def _move_hours_to_hourly_documents(db: Any, *, every: int) -> None:
+    """Move every ``every``-th hour of each daily template document into an hourly
+    document, as an older writer stored it (``t`` = the hour, its count and last event)."""
+    names = rollup_collection_names("logs")
+    daily = db.get_collection(names.templates, write_concern=WriteConcern(w=3))
+    hourly = db.get_collection(names.legacy_templates, write_concern=WriteConcern(w=3))
+    moved = 0
+    async for doc in daily.find():
+        for hour, n in list(doc["h"].items()):
+            if int(hour) % every:
+                continue
+            start = doc["t"] + timedelta(hours=int(hour))
+            hour_ms = int(start.timestamp() * 1000)
+            await hourly.insert_one(
+                {
+                    "_id": f"{hour_ms}|{doc['service']}|{doc['level']}|{doc['th']}",
+                    "t": start,
+                    "service": doc["service"],
+                    "level": doc["level"],
+                    "th": doc["th"],
+                    "template": doc["template"],
+                    "n": n,
+                    "last": doc["l"][hour],
+                }
             )
+            await daily.update_one(
+                {"_id": doc["_id"]},
+                {"$inc": {"n": -n}, "$unset": {f"h.{hour}": "", f"l.{hour}": ""}},
+            )
+            moved += 1
+    assert moved > 50
 
 
 async def test_top_messages_of_a_short_window_rank_and_name_in_mongodb(stack: None) -> None:

@@ -73,9 +73,13 @@ async def _daily_counts(client: MongoClient, database: str) -> Counter[tuple[Any
 
 async def _template_total(client: MongoClient, database: str) -> int:
     rollups = client[database].get_collection(
-        "logs_template_rollups", read_concern=ReadConcern("majority")
+        "logs_template_rollups_daily", read_concern=ReadConcern("majority")
     )
-    return sum([doc["n"] async for doc in rollups.find({}, {"n": 1})])
+    total = 0
+    async for doc in rollups.find({}, {"n": 1, "h": 1}):
+        assert sum(doc["h"].values()) == doc["n"], doc  # the hours add up to the day
+        total += doc["n"]
+    return total
 
 
 async def test_kill_9_mid_batch_keeps_rollups_equal_to_the_stored_events(

@@ -109,8 +109,17 @@ def test_one_upsert_per_bucket_with_minute_counts() -> None:
         _spec(op) for op in tpl if _spec(op)["$setOnInsert"]["template"] == "timeout after <n> ms"
     ]
     assert len(timeouts) == 1
-    assert timeouts[0]["$inc"] == {"n": 2}
-    assert len(tpl) == 4
+    assert timeouts[0]["$inc"] == {"n": 2, "h.3": 2}
+    assert timeouts[0]["$max"] == {
+        "last": base + timedelta(seconds=70),
+        "l.3": base + timedelta(seconds=70),
+    }
+    # One template document per day: "disk full" at 03:01 and 04:00 shares one.
+    disk_full = [_spec(op) for op in tpl if _spec(op)["$setOnInsert"]["template"] == "disk full"]
+    assert len(disk_full) == 1
+    assert disk_full[0]["$inc"] == {"n": 2, "h.3": 1, "h.4": 1}
+    assert disk_full[0]["$max"]["l.4"] == disk_full[0]["$max"]["last"] == base + timedelta(hours=1)
+    assert len(tpl) == 3
     assert docs[0]["th"] == docs[1]["th"] != docs[2]["th"]
     # One dictionary entry per template, with its words and when it was first and last seen.
     entries = {_spec(op, "q")["_id"]: _spec(op) for op in ops.dictionary}

@@ -65,10 +65,10 @@ DAILY_ROLLUP_INDEXES = ROLLUP_INDEXES
 # writer's partition) or level "*" (per service). A read of either kind is an equality on
 # one of the two fields within a range of `t`, which `t_service_level` serves.
 TOTALS_INDEXES = ROLLUP_INDEXES
+# Template counts, one document per (day, service, level, template): top messages read
+# the levels asked for within a range of days.
 TEMPLATE_ROLLUP_INDEXES: list[IndexModel] = [
     IndexModel([("level", ASCENDING), ("t", ASCENDING)], name="level_t"),
-    # A template's text for counts that came from scanning events (which store only `th`).
-    IndexModel([("th", ASCENDING), ("t", ASCENDING)], name="th_t"),
     IndexModel([("expire_at", ASCENDING)], name="expire_at_ttl", expireAfterSeconds=0),
 ]
 # The template dictionary: one document per template (``_id`` = its hash ``th``) with the
@@ -117,6 +117,9 @@ def dictionary_words(masked_text: str) -> list[str]:
 class RollupCollections(NamedTuple):
     counts: str
     templates: str
+    # Hourly template counts, written by writers before the daily ones (2026-11-27): read
+    # with them until their own TTL has removed them (never written, nor indexed, again).
+    legacy_templates: str
     dictionary: str
     daily: str
     totals: str
@@ -131,11 +134,12 @@ ERRORS = "!"
 
 
 def rollup_collection_names(collection: str) -> RollupCollections:
-    """The collections holding ``collection``'s hourly counts, template counts, templates'
-    words, daily counts, and the hourly and daily totals (counts per level over all
-    services, per service over all levels)."""
+    """The collections holding ``collection``'s hourly counts, daily template counts (and
+    the hourly ones of older writers), templates' words, daily counts, and the hourly and
+    daily totals (counts per level over all services, per service over all levels)."""
     return RollupCollections(
         f"{collection}_rollups",
+        f"{collection}_template_rollups_daily",
         f"{collection}_template_rollups",
         f"{collection}_templates",
         f"{collection}_rollups_daily",

@@ -68,10 +68,10 @@ def answerable(flt: LogFilter) -> bool:
     return not (flt.host or flt.env or flt.trace_id or flt.q or flt.meta)
 
 
-def rollups_of(events: Collection, template: bool = False, daily: bool = False) -> Collection:
+def rollups_of(events: Collection, daily: bool = False) -> Collection:
     names = rollup_collection_names(events.name)
     return events.database.get_collection(
-        names.templates if template else names.daily if daily else names.counts,
+        names.daily if daily else names.counts,
         read_preference=events.read_preference,
         read_concern=events.read_concern,
     )

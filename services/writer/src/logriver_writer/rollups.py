@@ -5,7 +5,9 @@ Every stored event adds one to a rollup document per ``(hour, service, level)``
 (``n`` for the hour, ``q.<quarter>`` per 15 minutes, ``m.<minute>`` per minute), one per
 ``(day, service, level)`` (``n``, ``h.<hour>`` and ``hh.<half hour>``: long histograms,
 30-minute buckets and summaries read a day from one document) and one per
-``(hour, service, level, template)`` (for top messages). The same counts are also kept as
+``(day, service, level, template)`` (for top messages: ``n``, ``last``, and per hour of
+the day ``h.<hour>`` and its last event ``l.<hour>``; a day of a template is one document,
+not 24). The same counts are also kept as
 **totals**, hourly and daily: per level over all services (service ``*``), per service
 over all levels (level ``*``) and per service over the error levels (level ``!``), so a
 chart with no service filter reads one document per level instead of one per service and
@@ -172,9 +174,26 @@ class _Bucket:
 
 @dataclass
 class _TemplateBucket:
+    """A template's events of one ``(day, service, level)`` in a batch: the counts of one
+    hour of the day, and of the day's other hours when the batch has them (rare: a batch
+    that crosses an hour's end)."""
+
+    hour: int
+    template: str
     n: int = 0
-    template: str = ""
     last: datetime | None = None
+    other_hours: dict[int, _TemplateBucket] | None = None
+
+    def of_hour(self, hour: int) -> _TemplateBucket:
+        if self.other_hours is None:
+            self.other_hours = {}
+        bucket = self.other_hours.get(hour)
+        if bucket is None:
+            bucket = self.other_hours[hour] = _TemplateBucket(hour, self.template)
+        return bucket
+
+    def hours(self) -> list[_TemplateBucket]:
+        return [self, *self.other_hours.values()] if self.other_hours else [self]
 
 
 @dataclass
@@ -293,6 +312,40 @@ def _totals(
     return totals
 
 
+def _template_upsert(
+    key: tuple[int, str, str, int], tb: _TemplateBucket, start: datetime, retention: timedelta
+) -> Upsert:
+    """A daily template document's upsert (``start``: its day): ``n`` and ``last``, and per
+    hour ``h.<hour>`` and ``l.<hour>``."""
+    day, service, level, th = key
+    if tb.other_hours is None:  # the usual case: the batch's events are in one hour
+        inc = {"n": tb.n, f"h.{tb.hour}": tb.n}
+        latest = {"last": tb.last, f"l.{tb.hour}": tb.last}
+    else:
+        hours = tb.hours()
+        inc = {"n": sum(bucket.n for bucket in hours)}
+        latest = {"last": max(bucket.last for bucket in hours if bucket.last is not None)}
+        for bucket in hours:
+            inc[f"h.{bucket.hour}"] = bucket.n
+            latest[f"l.{bucket.hour}"] = bucket.last
+    return {
+        "q": {"_id": f"{day}|{service}|{level}|{th}"},
+        "u": {
+            "$inc": inc,
+            "$max": latest,
+            "$setOnInsert": {
+                "t": start,
+                "service": service,
+                "level": level,
+                "th": th,
+                "template": tb.template,
+                "expire_at": start + retention,
+            },
+        },
+        "upsert": True,
+    }
+
+
 def rollup_updates(
     documents: Iterable[Document],
     masked: Sequence[str],
@@ -300,8 +353,8 @@ def rollup_updates(
     retention: timedelta,
     shards: Mapping[str, int] | None = None,
 ) -> RollupOps:
-    """The batch's upserts: one per ``(hour, service, level)``, per template bucket, per
-    template, per ``(day, service, level)``, and per total.
+    """The batch's upserts: one per ``(hour, service, level)``, per ``(day, service, level,
+    template)``, per template, per ``(day, service, level)``, and per total.
 
     ``masked[i]`` is the masked text of the i-th document (from :func:`enrich`);
     ``shards`` maps each service to the Kafka partition its events came from (a service's
@@ -311,7 +364,7 @@ def rollup_updates(
     shards = shards or {}
     counts: dict[tuple[int, str, str], _Bucket] = {}
     days: dict[tuple[int, str, str], _Bucket] = {}
-    tpl: dict[tuple[int, str, str, int], _TemplateBucket] = {}
+    tpl: dict[tuple[int, str, str, int], _TemplateBucket] = {}  # (day, service, level, th)
     seen: dict[int, _DictionaryEntry] = {}
     for document, text in zip(documents, masked, strict=True):
         ts: datetime = document["timestamp"]
@@ -344,10 +397,13 @@ def rollup_updates(
             entry.first = ts
         elif ts > entry.last:
             entry.last = ts
-        tkey = (hour, service, level, th)
+        tkey = (day, service, level, th)
+        hour_of_day = (hour - day) // HOUR_MS
         tb = tpl.get(tkey)
         if tb is None:
-            tb = tpl[tkey] = _TemplateBucket(template=text[:TEMPLATE_CHARS])
+            tb = tpl[tkey] = _TemplateBucket(hour_of_day, text[:TEMPLATE_CHARS])
+        elif tb.hour != hour_of_day:
+            tb = tb.of_hour(hour_of_day)
         tb.n += 1
         if tb.last is None or ts > tb.last:
             tb.last = ts
@@ -378,27 +434,8 @@ def rollup_updates(
         )
         for (day, service, level, shard), total in _totals(days, shards).items()
     ]
-    template_ops = []
-    for (hour, service, level, th), tb in tpl.items():
-        start = EPOCH + timedelta(milliseconds=hour)
-        template_ops.append(
-            {
-                "q": {"_id": f"{hour}|{service}|{level}|{th}"},
-                "u": {
-                    "$inc": {"n": tb.n},
-                    "$max": {"last": tb.last},
-                    "$setOnInsert": {
-                        "t": start,
-                        "service": service,
-                        "level": level,
-                        "th": th,
-                        "template": tb.template,
-                        "expire_at": start + retention,
-                    },
-                },
-                "upsert": True,
-            }
-        )
+    starts = {day: EPOCH + timedelta(milliseconds=day) for day in {key[0] for key in tpl}}
+    template_ops = [_template_upsert(key, tb, starts[key[0]], retention) for key, tb in tpl.items()]
     dictionary_ops = [
         {
             "q": {"_id": th},
