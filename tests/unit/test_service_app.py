@@ -88,10 +88,14 @@ def test_not_found_uses_the_shape(client: TestClient) -> None:
 
 
 def test_unexpected_errors_do_not_leak(client: TestClient) -> None:
-    resp = client.get("/crash")
+    resp = client.get("/crash", headers={"X-Request-ID": "crash-1"})
     assert resp.status_code == 500
-    assert resp.json()["error"] == "internal_error"
+    body = resp.json()
+    assert (body["error"], body["request_id"]) == ("internal_error", "crash-1")
     assert "bug" not in resp.text
+    # The request context is outside error handling: a 500 says which request it was too.
+    assert resp.headers["x-request-id"] == "crash-1"
+    assert resp.headers["x-response-time"].endswith("ms")
 
 
 def test_hostile_request_ids_are_replaced(client: TestClient) -> None:

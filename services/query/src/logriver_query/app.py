@@ -74,16 +74,19 @@ def create_app(
         settings=settings,
         lifespan=lifespan,
         description="Search and aggregate stored logs; the web console is at `/`.",
-        inner_middleware=[Middleware(HotAnswerMiddleware, answers=hot_answers)],
+        front_middleware=[
+            Middleware(
+                ConnectionRecyclingMiddleware,
+                requests_per_connection=settings.requests_per_connection,
+            ),
+            Middleware(LatencyMiddleware),
+            Middleware(HotAnswerMiddleware, answers=hot_answers),
+        ],
     )
     # The query API takes no body: every validation failure is a bad parameter, which
     # this API has always answered with 400 (see docs/query.md), like its own checks.
     app.add_exception_handler(RequestValidationError, invalid_parameter)
     app.openapi = partial(_openapi_without_422, app)  # type: ignore[method-assign]
-    app.add_middleware(LatencyMiddleware)
-    app.add_middleware(
-        ConnectionRecyclingMiddleware, requests_per_connection=settings.requests_per_connection
-    )
     app.include_router(router)
     app.include_router(trace_view.router)
     app.include_router(console_api.router)

@@ -5,7 +5,10 @@ dependency solving, the parameter models, filter parsing, the cache key's hash a
 Redis round trip. With 20 clients on one process that queueing was the ~30 ms median of
 every cached endpoint (issue 15). Routes that answer from the aggregation cache put the
 answer's bytes here, keyed by path and raw query string, and :class:`HotAnswerMiddleware`
-serves a repeat of the same request without routing, parsing or Redis.
+serves a repeat of the same request without routing, parsing or Redis. It runs inside the
+request context, connection recycling and latency metric, but in front of error handling
+and tracing (``front_middleware``), which cost a hot answer as much again: a hot answer has
+no trace span.
 
 What it does not change:
 
