@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import REGISTRY
+from redis.asyncio import Redis
 
 from logriver_common import clients
 from logriver_common.documents import event_to_document
@@ -151,6 +152,39 @@ async def test_requests_during_a_computation_wait_for_it(query: QueryApp) -> Non
     assert calls == 1
     assert [a.outcome for a in answers] == ["miss"] + ["coalesced"] * 24
     assert {a.body for a in answers} == {b'{"n":7}'}
+
+
+async def test_a_cache_without_redis_computes_each_answer_once_and_keeps_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis down: the lookup fails, the answer is computed (once for the requests that
+    wait on it in the process) and answered as a bypass that nothing may keep."""
+    redis = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)  # nothing listens
+    cache = AggregationCache(redis, ttl_s=30, lock_ms=5_000)
+    release = asyncio.Event()
+    calls = 0
+
+    async def compute() -> dict[str, int]:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return {"n": 3}
+
+    async def all_looked_up() -> bool:
+        return sum("cache unavailable" in r.getMessage() for r in caplog.records) == 5
+
+    try:
+        requests = [asyncio.create_task(cache.get_or_compute("k", compute)) for _ in range(5)]
+        await eventually(all_looked_up, within=30, interval=0.01, what="5 failed lookups")
+        release.set()
+        answers = await asyncio.gather(*requests)
+    finally:
+        release.set()
+        await redis.aclose()
+    assert calls == 1
+    assert Counter(a.outcome for a in answers) == {"bypass": 1, "coalesced": 4}
+    assert {a.body for a in answers} == {b'{"n":3}'}
+    assert [a.fresh_s for a in answers if a.outcome == "bypass"] == [0.0]  # never kept
 
 
 async def test_a_miss_stores_its_answer_and_gives_the_lock_back(

@@ -416,16 +416,11 @@ async def top_messages(
         add(row["_id"], row["n"], row["services"], row["last"], row["template"])
 
     def add_events(row: dict[str, Any]) -> None:
-        named = row.get("named")
-        add(
-            row["_id"],
-            row["n"],
-            row["services"],
-            row["last"],
-            named[0]["template"] if named else None,
-        )
-        if not row["hashed"]:
-            groups[row["_id"]]["template"] = row["message"]
+        # A key is a template hash, or the first 200 characters of the message of events
+        # stored before templates existed, which names itself.
+        key, named = row["_id"], row.get("named")
+        template = key if isinstance(key, str) else named[0]["template"] if named else None
+        add(key, row["n"], row["services"], row["last"], template)
 
     reads: list[Read] = []
     edges = [(since, until)]
@@ -449,8 +444,6 @@ async def top_messages(
             "n": {"$sum": 1},
             "services": {"$addToSet": "$service"},
             "last": {"$max": "$timestamp"},
-            "message": {"$first": {"$substrCP": ["$message", 0, 200]}},
-            "hashed": {"$max": {"$ne": [{"$type": "$th"}, "missing"]}},
         }
         match = flt.to_mongo(TimeRange(from_ms(start), from_ms(end)))
         pipeline: list[dict[str, Any]] = [{"$match": match}, {"$group": by_key}]
