@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
+from logriver_common.http_protocol import CoalescingHttpToolsProtocol
 from logriver_common.service_logging import configure_logging
 from logriver_common.settings import ServiceSettings
 from logriver_common.telemetry import instrument_app, setup_tracing
@@ -82,6 +83,7 @@ def run_service(app: ASGIApp, settings: ServiceSettings) -> None:
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=10,
+        http=CoalescingHttpToolsProtocol,
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
+from logriver_common.http_protocol import CoalescingHttpToolsProtocol
 from logriver_common.service_logging import configure_logging
 from logriver_common.settings import ServiceSettings
 
@@ -45,6 +46,7 @@ def run_workers(factory: str, settings: ServiceSettings, *, name: str, workers: 
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=10,
+        http=CoalescingHttpToolsProtocol,
     )
     if workers == 1:
         serve()
