@@ -75,6 +75,36 @@ def test_errors_name_the_field(item: dict[str, Any], loc: list[str]) -> None:
     assert [list(e.loc) for e in info.value.errors] == [loc]
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("trace_id", "a" * 31),
+        ("trace_id", "a" * 33),
+        ("trace_id", "g" + "a" * 31),
+        ("trace_id", "a" * 15 + " " + "a" * 16),
+        ("trace_id", "\uff10" * 32),  # fullwidth zeros: digits to Unicode, not hex
+        ("trace_id", "0" * 32),
+        ("span_id", "a" * 15),
+        ("span_id", "a" * 15 + "\n"),
+        ("span_id", "0" * 16),
+    ],
+)
+def test_bad_trace_and_span_ids_are_refused_by_both_models(field: str, value: str) -> None:
+    item = {"service": "api", "message": "m", field: value}
+    with pytest.raises(EventInvalid) as info:
+        admit_object(item, now=NOW)
+    assert [list(e.loc) for e in info.value.errors] == [[field]]
+    with pytest.raises(ValidationError):
+        LogEvent.model_validate(item)
+
+
+def test_trace_and_span_ids_are_stored_in_lower_case() -> None:
+    event = admit_object(
+        {"service": "api", "message": "m", "trace_id": "AB" * 16, "span_id": "Cd" * 8}, now=NOW
+    )
+    assert (event.trace_id, event.span_id) == ("ab" * 16, "cd" * 8)
+
+
 @pytest.mark.parametrize("name", ["api\n", "", "a" * 65, "a b", "é", "a/b", "$where"])
 def test_the_one_service_name_rule_refuses_everywhere(name: str) -> None:
     """event.py defines the rule once; the event rule and the query filter both refuse."""
