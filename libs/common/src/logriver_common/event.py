@@ -406,6 +406,13 @@ def check_metadata(root: dict[str, Any], limits: EventLimits) -> int:
             for key, item in value.items():
                 if key not in good:
                     _check_key(key)
+                # Text and in-range integers pass here: a call per item costs more than
+                # the check. Anything else, or a bad one, goes to _check_item.
+                kind = type(item)
+                if (kind is str and "\x00" not in item) or (
+                    kind is int and INT64_MIN <= item <= INT64_MAX
+                ):
+                    continue
                 _check_item(item, depth + 1, pending)
         else:
             assert isinstance(value, list)  # noqa: S101 - only containers are queued
