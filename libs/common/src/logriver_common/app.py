@@ -108,8 +108,9 @@ def tune_garbage_collector(young_threshold: int) -> None:
     routes) to a generation no collection scans, so a full collection walks
     only what serving created.
 
-    The threshold is Python's 700 except in the stream service and the writer
-    (50,000; the writer's reason is in its settings). With
+    The threshold is Python's 700 except in the stream service, the writer and
+    the gateway (50,000; the writer's and the gateway's reasons are in their
+    settings). With
     1,000 SSE clients its heap held 300,000 tracked objects (each connection's
     middleware coroutines), and at 40,000 deliveries/s the young collection ran
     hundreds of times a second, promoting whatever was in flight until a full

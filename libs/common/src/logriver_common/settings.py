@@ -128,7 +128,8 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field(default="INFO", validation_alias="LOGRIVER_LOG_LEVEL")
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     # Allocations between two young-generation collections: Python's 700 here; the stream
-    # service and the writer collect far less often (why: tune_garbage_collector in app.py).
+    # service, the writer and the gateway collect far less often (why:
+    # tune_garbage_collector in app.py).
     gc_young_threshold: int = Field(
         default=700, ge=100, le=10_000_000, validation_alias="LOGRIVER_GC_YOUNG_THRESHOLD"
     )
