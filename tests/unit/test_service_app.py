@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from logriver_common.app import create_service_app, tune_garbage_collector
 from logriver_common.settings import ServiceSettings, TelemetrySettings
 from logriver_common.web.errors import ApiError
+from logriver_query.settings import QuerySettings
 from logriver_stream.settings import StreamSettings
 
 
@@ -147,8 +148,9 @@ def test_services_collect_young_objects_rarely_and_freeze_start_up(
     with pytest.raises(ValueError, match="LOGRIVER_GC_YOUNG_THRESHOLD"):
         ServiceSettings()
     monkeypatch.delenv("LOGRIVER_GC_YOUNG_THRESHOLD")
-    assert ServiceSettings().gc_young_threshold == 700  # Python's own
-    assert StreamSettings().gc_young_threshold == 50_000  # see tune_garbage_collector
+    assert ServiceSettings().gc_young_threshold == 50_000  # see tune_garbage_collector
+    assert StreamSettings().gc_young_threshold == 50_000
+    assert QuerySettings().gc_young_threshold == 700  # Python's own
     before = gc.get_threshold()
     try:
         tune_garbage_collector(StreamSettings().gc_young_threshold)

@@ -90,12 +90,6 @@ class IngestSettings(ServiceSettings):
     )
 
     port: int = 8000
-    # A request's batch is tens of thousands of objects alive until Kafka acks it: collecting
-    # every 700 allocations was 5.3-5.9% of the gateway's CPU, 1.8% at 50,000
-    # (docs/performance.md, tenth pass).
-    gc_young_threshold: int = Field(
-        default=50_000, ge=100, le=10_000_000, validation_alias="LOGRIVER_GC_YOUNG_THRESHOLD"
-    )
     # Worker processes serving port (and grpc_port) together, each with its own producer:
     # the gateway's CPU is per event, so one process uses one core. The kernel spreads
     # connections over the workers; metrics are summed over them (docs/ingest.md).

@@ -28,6 +28,11 @@ class QuerySettings(ServiceSettings):
     )
 
     port: int = 8001
+    # Python's own: a request's objects die with it, and at 50,000 the cached answers
+    # cost a little more CPU (tune_garbage_collector in logriver_common/app.py).
+    gc_young_threshold: int = Field(
+        default=700, ge=100, le=10_000_000, validation_alias="LOGRIVER_GC_YOUNG_THRESHOLD"
+    )
     # Worker processes on the port (one per core it may use): an answer's cost is mostly
     # this process's CPU (HTTP, BSON, JSON), so one process serves one core's worth.
     workers: int = Field(default=1, ge=1, le=64)

@@ -29,10 +29,6 @@ class StreamSettings(ServiceSettings):
     )
 
     port: int = 8002
-    # Full collections of a heap of 1,000 connections were the live tail's p99 (app.py).
-    gc_young_threshold: int = Field(
-        default=50_000, ge=100, le=10_000_000, validation_alias="LOGRIVER_GC_YOUNG_THRESHOLD"
-    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     tokens: StreamTokenSettings = Field(default_factory=StreamTokenSettings)

@@ -16,12 +16,6 @@ class WriterSettings(ServiceSettings):
     )
 
     port: int = 8004
-    # A batch in flight is some 100,000 objects that live until it is stored: collecting
-    # every 700 allocations scanned them again and again, 7.5% of the writer's CPU against
-    # 3.9% at 50,000 (docs/performance.md, tenth pass).
-    gc_young_threshold: int = Field(
-        default=50_000, ge=100, le=10_000_000, validation_alias="LOGRIVER_GC_YOUNG_THRESHOLD"
-    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)
 
