@@ -114,7 +114,7 @@ def tune_garbage_collector(young_threshold: int) -> None:
     live-tail connections (stream). At 700 the young collection ran every few
     hundred events and moved those objects up the generations until a full
     collection was due, collecting nothing (reference counting frees them).
-    CPU in the collector at 700 in a sustained e2e phase (docs/performance.md,
+    CPU in the collector at 700 under the e2e bench's load (docs/performance.md,
     tenth pass): writer 11.6%, alerter 8.5%, gateway 4.9%, stream 4.8%; at
     50,000 none of them collected at all. In the stream service, with 1,000 SSE
     clients, twelve full collections in 25 s (180-250 ms each) were the live
