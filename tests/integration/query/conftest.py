@@ -8,6 +8,7 @@ tests can see which member each database command went to.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient, WriteConcern
+from pymongo.errors import OperationFailure
 from pymongo.monitoring import (
     CommandFailedEvent,
     CommandListener,
@@ -54,15 +56,18 @@ READS = {"find", "aggregate", "count", "distinct"}
 
 @dataclass
 class CommandLog(CommandListener):
-    """Every read command on the test database: name, member address, read preference."""
+    """Every read command on the test database: name, member address, read preference
+    (and, in ``concerns``, its read concern level, None for the default)."""
 
     database: str = ""
     reads: list[tuple[str, tuple[str, int | None], Any]] = field(default_factory=list)
+    concerns: list[str | None] = field(default_factory=list)
 
     def started(self, event: CommandStartedEvent) -> None:
         if event.database_name == self.database and event.command_name in READS:
             pref = event.command.get("$readPreference")
             self.reads.append((event.command_name, event.connection_id, pref))
+            self.concerns.append(event.command.get("readConcern", {}).get("level"))
 
     def succeeded(self, event: CommandSucceededEvent) -> None:
         return None
@@ -144,10 +149,45 @@ async def stored(docs: list[dict[str, Any]], prefix: str) -> AsyncIterator[str]:
         for start in range(0, len(docs), 20_000):
             # With template hashes, rollups and dictionary, exactly as the writer stores them.
             await rollups.load(everywhere, docs[start : start + 20_000])
+        await in_every_snapshot(database)
         yield database
     finally:
         await client.drop_database(database)
         await client.close()
+
+
+async def in_every_snapshot(database: str) -> None:
+    """Wait until a snapshot read on every member sees the writes made so far: a member
+    serves one at the majority commit point it has heard of, which follows the writes by
+    a moment (top messages read at read concern snapshot). A marker written with w=3 is
+    looked for on each member; the commit point only moves forward."""
+    marker = {"_id": uuid.uuid4().hex}
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri)
+    try:
+        markers = client[database].get_collection(
+            "test_snapshot_markers", write_concern=WriteConcern(w=3)
+        )
+        await markers.insert_one(dict(marker))
+    finally:
+        await client.close()
+    for address in STACK.mongo_uri.split("//")[1].split("/")[0].split(","):
+        host, port = address.split(":")
+        member: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            host, int(port), directConnection=True, readConcernLevel="snapshot"
+        )
+        try:
+            for _ in range(200):
+                try:
+                    if await member[database]["test_snapshot_markers"].find_one(marker):
+                        break
+                except OperationFailure as exc:
+                    if exc.code != 246:  # SnapshotUnavailable: the collection is newer
+                        raise
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"{address}: no snapshot holds the writes")
+        finally:
+            await member.close()
 
 
 @pytest.fixture(scope="session")

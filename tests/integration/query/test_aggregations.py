@@ -17,6 +17,7 @@ from logriver_writer.rollups import template_of
 from tests.integration.query.conftest import (
     DataSet,
     QueryApp,
+    in_every_snapshot,
     query_settings,
     spread_events,
     start_query_app,
@@ -324,6 +325,7 @@ async def test_top_messages_add_the_hourly_template_counts_of_older_writers(
             await _move_hours_to_hourly_documents(client[database], every=3)
         finally:
             await client.close()
+        await in_every_snapshot(database)
         async for app in start_query_app(query_settings(database)):
             until = newest - timedelta(minutes=7)
             for hours in (49, 20, 3):
@@ -369,7 +371,9 @@ async def test_top_messages_of_a_short_window_rank_and_name_in_mongodb(stack: No
     `limit` and names them from the dictionary in one command. Events stored before
     templates existed (no `th`) are named by their message and, on equal counts, come
     after the templates (the order MongoDB sorts numbers and strings in)."""
-    newest = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+    # 40 minutes into the last whole hour: the window below lies inside one hour.
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    newest = hour + timedelta(minutes=40)
 
     def events(message: str, count: int) -> list[dict[str, Any]]:
         return [
@@ -389,12 +393,7 @@ async def test_top_messages_of_a_short_window_rank_and_name_in_mongodb(stack: No
     templated += events("gamma slow", 3)
     legacy = events("legacy crash", 4) + events("legacy other", 2)
     async with stored(templated, "test_top_short") as database:
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri)
-        try:
-            logs = client[database]["logs"].with_options(write_concern=WriteConcern(w=3))
-            await logs.insert_many(legacy)  # as stored before `th`: no template hash
-        finally:
-            await client.close()
+        await _store_without_template_hash(database, legacy)
         async for app in start_query_app(query_settings(database)):
             window = {"since": iso(newest - timedelta(minutes=30)), "until": iso(newest)}
             ranked = [
@@ -458,3 +457,73 @@ async def test_every_kind_of_count_equals_the_events(
             want[iso(datetime.fromtimestamp(ms // size_ms * size_ms / 1000, UTC))][group] += 1
         got = {b["start"]: Counter(b["counts"]) for b in body["buckets"] if b["total"]}
         assert got == want, bucket
+
+
+async def test_top_messages_subtract_the_events_outside_a_cut_hour(stack: None) -> None:
+    """An hour the window cuts is counted from its events inside the window, or as the
+    rollups' whole hour less its events outside, whichever reads fewer; both at one point
+    in time (read concern snapshot). Either way each template's count, services and last
+    event equal the events', including events stored before templates existed (no `th`)
+    inside a subtracted hour, and templates whose last event in the hour lies after the
+    window."""
+    messages = ["cut timeout after 31 ms", "cut disk full", "cut cache miss 7"]
+    docs, newest = spread_events(3_000, 30, seed=23, message=messages)
+    anchor = newest.replace(minute=0, second=0) - timedelta(hours=3)  # a whole hour ago
+    minutes = timedelta(minutes=1)
+    windows = {
+        # (since, until): which cut hours are subtracted (older, newer)
+        "both subtracted": (anchor - timedelta(hours=20) + 5 * minutes, anchor + 50 * minutes),
+        "both from events": (anchor - timedelta(hours=20) + 50 * minutes, anchor + 10 * minutes),
+        "older subtracted": (anchor - timedelta(hours=4) + 5 * minutes, anchor + 10 * minutes),
+        "no whole hour": (anchor - 55 * minutes, anchor + 50 * minutes),
+    }
+    # Events stored before templates existed, inside the subtracted hours.
+    legacy = [
+        event_to_document(
+            LogEvent(
+                timestamp=when + timedelta(seconds=7 * i),
+                service=f"svc-0{i % 2}",
+                level=Level.ERROR,
+                message="cut legacy crash",
+            ),
+            None,
+        )
+        for i in range(3)
+        for when in (anchor - timedelta(hours=20) + 20 * minutes, anchor + 20 * minutes)
+    ]
+    async with stored(docs, "test_top_cut") as database:
+        await _store_without_template_hash(database, legacy)
+        everything = docs + legacy
+        async for app in start_query_app(query_settings(database)):
+            for name, (since, until) in windows.items():
+                before = len(app.commands.concerns)
+                params = {"since": iso(since), "until": iso(until), "limit": 50}
+                body = await get(app, "/v1/stats/top-messages", params)
+                in_window = [
+                    d
+                    for d in everything
+                    if since <= d["timestamp"] < until and d["level"] in ERRORS
+                ]
+                named = [
+                    (template_of(d["message"]) if "th" in d else d["message"], d) for d in in_window
+                ]
+                want = Counter(key for key, _ in named)
+                assert {m["message"]: m["count"] for m in body["messages"]} == want, name
+                for row in body["messages"]:
+                    of_row = [d for key, d in named if key == row["message"]]
+                    assert row["services"] == sorted({d["service"] for d in of_row}), name
+                    assert row["last_seen"] == iso(max(d["timestamp"] for d in of_row)), name
+                snapshot = "snapshot" in app.commands.concerns[before:]
+                assert snapshot == (name != "both from events"), name
+
+
+async def _store_without_template_hash(database: str, docs: list[dict[str, Any]]) -> None:
+    """Store ``docs`` as writers stored events before templates existed (no ``th``, in no
+    rollup), on every member and in every member's snapshot."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri)
+    try:
+        logs = client[database]["logs"].with_options(write_concern=WriteConcern(w=3))
+        await logs.insert_many(docs)
+    finally:
+        await client.close()
+    await in_every_snapshot(database)

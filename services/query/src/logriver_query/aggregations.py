@@ -1,12 +1,11 @@
-"""Aggregations over a time window: error summary, histogram, services, top messages.
+"""Aggregations over a time window: error summary, histogram, services summary.
 
 Each returns plain JSON-ready data (the cache stores it serialised). Counts come
 from the writer's rollups whenever the filter is service/level/time only
 (``rollup_counts``), exact at any window; other filters scan the events, the
 histogram within a time budget (``truncated``/``complete_since``), the
-summaries within ``maxTimeMS``. Top messages are grouped by template (numbers,
-ids, hex and UUIDs masked by the writer), from the daily template rollups' hours
-for whole hours and over the events (by their ``th`` template hash) at the edges.
+summaries within ``maxTimeMS``. Top messages, grouped by template, are in
+``top_messages``.
 """
 
 from __future__ import annotations
@@ -16,19 +15,15 @@ from datetime import datetime
 from typing import Any, Literal
 
 from logriver_common.documents import ERROR_LEVELS, LEVELS
-from logriver_common.indexes import rollup_collection_names
 from logriver_query import word_search
 from logriver_query.cursor import from_ms, to_ms
 from logriver_query.filters import RELATIVE, LogFilter, TimeRange, bad_request, too_broad
 from logriver_query.reads import Collection
 from logriver_query.rollup_counts import (
-    DAY_MS,
-    HOUR_MS,
     Read,
     answerable,
     bounded_scan,
     rollup_rows,
-    run_reads,
     service_counts,
 )
 
@@ -342,154 +337,4 @@ async def _services_summary_scan(
             for row in rows
         ],
         "source": "scan",
-    }
-
-
-def _ranking(item: tuple[Any, dict[str, Any]]) -> tuple[int, bool, Any]:
-    """Most frequent first; ties in MongoDB's order of the keys (template hashes, numbers,
-    before the message prefixes of events stored without one)."""
-    key, group = item
-    return (-group["count"], isinstance(key, str), key)
-
-
-_BY_TEMPLATE: dict[str, Any] = {
-    "_id": "$th",
-    "services": {"$addToSet": "$service"},
-    "template": {"$first": "$template"},
-}
-
-
-def _template_hours(query: dict[str, Any], h0: int, h1: int) -> list[dict[str, Any]]:
-    """The daily template rollups' counts and last events in the whole hours [h0, h1),
-    per template.
-
-    A day inside the range counts whole (``n``, ``last``); of the first and last days only
-    the hours in the range count (``h.<hour>``, ``l.<hour>``), and a document with none of
-    them drops out before the grouping (its service is not in the answer).
-    """
-    first_day = h0 - h0 % DAY_MS
-    partial_days = []
-    for day in range(first_day, h1, DAY_MS):
-        start, end = max(day, h0), min(day + DAY_MS, h1)
-        if (start, end) == (day, day + DAY_MS):
-            continue
-        hours = range((start - day) // HOUR_MS, (end - day) // HOUR_MS)
-        in_range = {
-            "n": {"$sum": [f"$h.{h}" for h in hours]},
-            "last": {"$max": [f"$l.{h}" for h in hours]},
-        }
-        partial_days.append({"case": {"$eq": ["$t", from_ms(day)]}, "then": in_range})
-    whole_day = {"n": "$n", "last": "$last"}
-    counted = (
-        {"$switch": {"branches": partial_days, "default": whole_day}} if partial_days else whole_day
-    )
-    match = {**query, "t": {"$gte": from_ms(first_day), "$lt": from_ms(h1)}}
-    return [
-        {"$match": match},
-        {"$project": {"th": 1, "service": 1, "template": 1, "w": counted}},
-        {"$match": {"w.n": {"$gt": 0}}},
-        {"$group": {**_BY_TEMPLATE, "n": {"$sum": "$w.n"}, "last": {"$max": "$w.last"}}},
-    ]
-
-
-async def top_messages(
-    collection: Collection, flt: LogFilter, *, limit: int, max_time_ms: int
-) -> dict[str, Any]:
-    """The most frequent templates: whole hours from template rollups, the rest from events."""
-    levels = list(flt.levels) or list(ERROR_LEVELS)
-    flt = replace(flt, levels=tuple(levels))
-    since, until = to_ms(flt.window.since), to_ms(flt.window.until)
-    h0 = -(-since // HOUR_MS) * HOUR_MS
-    h1 = until - until % HOUR_MS
-    groups: dict[Any, dict[str, Any]] = {}
-
-    def add(key: Any, n: int, services: list[str], last: datetime, template: str | None) -> None:
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = {"count": 0, "services": set(), "last": last, "template": None}
-        group["count"] += n
-        group["services"].update(services)
-        group["last"] = max(group["last"], last)
-        group["template"] = group["template"] or template
-
-    def add_rollup(row: dict[str, Any]) -> None:
-        add(row["_id"], row["n"], row["services"], row["last"], row["template"])
-
-    def add_events(row: dict[str, Any]) -> None:
-        # A key is a template hash, or the first 200 characters of the message of events
-        # stored before templates existed, which names itself.
-        key, named = row["_id"], row.get("named")
-        template = key if isinstance(key, str) else named[0]["template"] if named else None
-        add(key, row["n"], row["services"], row["last"], template)
-
-    reads: list[Read] = []
-    edges = [(since, until)]
-    if answerable(flt) and h0 < h1:
-        edges = [(since, h0), (h1, until)]
-        query: dict[str, Any] = {"level": {"$in": levels}}
-        if flt.services:
-            query["service"] = {"$in": list(flt.services)}
-        rollups = rollup_collection_names(collection.name)
-        reads.append(Read(rollups.templates, _template_hours(query, h0, h1), add_rollup))
-        legacy = {**query, "t": {"$gte": from_ms(h0), "$lt": from_ms(h1)}}
-        by_template = {**_BY_TEMPLATE, "n": {"$sum": "$n"}, "last": {"$max": "$last"}}
-        hourly = [{"$match": legacy}, {"$group": by_template}]
-        reads.append(Read(rollups.legacy_templates, hourly, add_rollup))
-    for start, end in edges:
-        if start >= end:
-            continue
-        by_key = {
-            # Events stored before templates existed group by their message prefix.
-            "_id": {"$ifNull": ["$th", {"$substrCP": ["$message", 0, 200]}]},
-            "n": {"$sum": 1},
-            "services": {"$addToSet": "$service"},
-            "last": {"$max": "$timestamp"},
-        }
-        match = flt.to_mongo(TimeRange(from_ms(start), from_ms(end)))
-        pipeline: list[dict[str, Any]] = [{"$match": match}, {"$group": by_key}]
-        if edges == [(since, until)]:
-            # The events alone answer (no whole hour): MongoDB ranks as `_ranking` does,
-            # and names the top ones from the dictionary in the same command.
-            pipeline += [
-                {"$sort": {"n": -1, "_id": 1}},
-                {"$limit": limit},
-                {
-                    "$lookup": {
-                        "from": word_search.dictionary_of(collection).name,
-                        "localField": "_id",
-                        "foreignField": "_id",
-                        "pipeline": [{"$project": {"_id": 0, "template": 1}}],
-                        "as": "named",
-                    }
-                },
-            ]
-        reads.append(Read(collection.name, pipeline, add_events))
-    # The rollups' whole hours and the events of the edges: one command.
-    await run_reads(collection, reads, max_time_ms)
-    ranked = sorted(groups.items(), key=_ranking)[:limit]
-    missing = [key for key, group in ranked if group["template"] is None]
-    if missing:
-        # Each template's one dictionary document (`_id` = th), written in the same
-        # transaction as its events. Not its rollups: one per day, service and level
-        # (the bench's 24 h window: 3,200 of them for its 40 templates).
-        found = word_search.dictionary_of(collection).find(
-            {"_id": {"$in": missing}}, {"template": 1}, max_time_ms=max_time_ms
-        )
-        names = {doc["_id"]: doc["template"] async for doc in found}
-        for key, group in ranked:
-            if group["template"] is None:
-                group["template"] = names.get(key, "")
-    return {
-        "since": iso(flt.window.since),
-        "until": iso(flt.window.until),
-        "levels": levels,
-        "messages": [
-            {
-                "message": group["template"],
-                "count": group["count"],
-                "services": sorted(group["services"]),
-                "last_seen": iso(group["last"]),
-            }
-            for _, group in ranked
-        ],
     }

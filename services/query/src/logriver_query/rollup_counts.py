@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo.errors import ExecutionTimeout, OperationFailure
+from pymongo.read_concern import ReadConcern
 
 from logriver_common.documents import ERROR_LEVELS
 from logriver_common.indexes import (
@@ -407,10 +408,17 @@ class _Plan:
         self.reads.append(Read(self.events.name, [{"$match": match}, {"$group": group}], absorb))
 
 
-async def run_reads(events: Collection, reads: list[Read], max_time_ms: int) -> None:
+async def run_reads(
+    events: Collection,
+    reads: list[Read],
+    max_time_ms: int,
+    *,
+    read_concern: ReadConcern | None = None,
+) -> None:
     """Several reads in one aggregate command: the first on its collection, each other in a
     ``$unionWith`` stage, every row tagged with its read's index; each read absorbs its own
-    rows, then finishes. They read as ``events`` does (preference, concern).
+    rows, then finishes. They read as ``events`` does (preference, concern), or at
+    ``read_concern`` (``snapshot``: every read at one point in time).
 
     One command instead of up to six cuts a round trip's cost from the service and mongod
     for each (the 24 h histogram: five reads, one command).
@@ -426,7 +434,7 @@ async def run_reads(events: Collection, reads: list[Read], max_time_ms: int) -> 
     first = events.database.get_collection(
         reads[0].collection,
         read_preference=events.read_preference,
-        read_concern=events.read_concern,
+        read_concern=read_concern or events.read_concern,
     )
     cursor = await first.aggregate(
         stages, maxTimeMS=max_time_ms, batchSize=BATCH, allowDiskUse=False

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from logriver_common.auth import DEV_KEY, ApiKey, Scope, require_scope
 from logriver_common.stream_tokens import StreamTokenSettings, issue_token
 from logriver_common.web.errors import ApiError
-from logriver_query import aggregations, contract, cursor, search
+from logriver_query import aggregations, contract, cursor, search, top_messages
 from logriver_query.cache import AggregationCache, cache_key
 from logriver_query.contract import (
     META_DESCRIPTION,
@@ -346,7 +346,7 @@ async def stats_top_messages(
     max_ms = ctx.settings.max_time_ms
 
     async def run(coll: Collection, f: LogFilter) -> dict[str, Any]:
-        return await aggregations.top_messages(coll, f, limit=limit, max_time_ms=max_ms)
+        return await top_messages.top_messages(coll, f, limit=limit, max_time_ms=max_ms)
 
     return await _cached(request, ctx, query.consistent, "top-messages", flt, {"limit": limit}, run)
 
