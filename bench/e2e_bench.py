@@ -14,11 +14,15 @@ Phases, each repeated ``--rounds`` times and quoted as the median of its rounds:
 2. Gateway alone: a second gateway on a topic nobody reads, same senders, with one
    worker process and then with ``--gateway-workers`` (default: one per core); and
    raw aiokafka ``send_batch()`` of the same records from this process.
-3. Latency at each steady rate of ``--rates``: ingest -> queryable and ingest -> live
+3. Kept up: 1,000-event batches paced at each rate of ``--paced-rates`` in turn, under
+   the same load as phase 1: the highest rate whose acknowledged events are all stored
+   within ``--paced-grace`` seconds of the step's end. On one box phase 1's gateway takes
+   the cores the writer needs; this is the rate the pipeline stores as fast as it is sent.
+4. Latency at each steady rate of ``--rates``: ingest -> queryable and ingest -> live
    tail (a rate the pipeline stores, and one near or above what it stores).
-4. Raw ``insert_many`` (w=majority, ``--senders`` writers, 1,000 per call) of the
+5. Raw ``insert_many`` (w=majority, ``--senders`` writers, 1,000 per call) of the
    documents the writer stored, into a collection with the writer's indexes.
-5. The original design (bench/baseline/app.py): ``POST /logs/bulk`` (1,000 per
+6. The original design (bench/baseline/app.py): ``POST /logs/bulk`` (1,000 per
    request, ``insert_many``) from ``--senders`` clients, then ``POST /logs`` (one
    ``insert_one``) from ``--baseline-clients`` clients.
 
@@ -401,6 +405,82 @@ async def sustained(pipe: Pipeline, args: argparse.Namespace, meter: Meter) -> d
     }
 
 
+async def kept_up(pipe: Pipeline, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The steady rates the whole pipeline stores as fast as they are sent.
+
+    The sustained phase sends as fast as the gateway acknowledges: on one box the gateway
+    then takes the cores the writer needs, and the stored rate it measures is that of an
+    overloaded machine. Here 1,000-event batches (the same bodies) are paced at each rate
+    of ``--paced-rates`` in turn, for ``--paced-seconds``, under the same live-tail and
+    query load. A rate is kept up when, ``--paced-grace`` seconds after its last batch,
+    every acknowledged event is stored. The steps stop at the first rate not kept up (after
+    the writer has drained it).
+    """
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(STACK.mongo_uri)
+    logs = mongo[pipe.database]["logs"]
+    stop = asyncio.Event()
+    served: list[float] = []
+    background = [
+        *(
+            asyncio.create_task(query_load(pipe.url("query"), stop, served))
+            for _ in range(args.query_clients)
+        ),
+        *(
+            asyncio.create_task(tail_load(pipe.url("stream"), SERVICES[i], stop, [0]))
+            for i in range(args.tail_clients)
+        ),
+    ]
+    bodies = [batch_body(seed) for seed in range(16)]
+    headers = {**AUTH, "Content-Type": "application/json"}
+    steps: list[dict[str, Any]] = []
+    try:
+        async with httpx.AsyncClient(base_url=pipe.url("ingest"), timeout=60) as http:
+            for rate in args.paced_rates:
+                before = int(await logs.count_documents({}))
+                acked = 0
+
+                async def post(n: int) -> None:
+                    nonlocal acked
+                    resp = await http.post("/v1/logs", content=bodies[n % 16], headers=headers)
+                    if resp.status_code == 202:
+                        acked += 1_000
+
+                posts: list[asyncio.Task[None]] = []
+                started = time.monotonic()
+                for n in itertools.count():
+                    due = started + n * 1_000 / rate
+                    if due >= started + args.paced_seconds:
+                        break
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    posts.append(asyncio.create_task(post(n)))
+                await asyncio.gather(*posts)
+                sent_s = time.monotonic() - started
+                await asyncio.sleep(args.paced_grace)
+                stored = int(await logs.count_documents({})) - before
+                step = {
+                    "rate": rate,
+                    "acked/s": acked / sent_s,
+                    "stored share": stored / max(1, acked),
+                    "kept up": stored >= acked,
+                }
+                steps.append(step)
+                print(f"  paced {rate:,}/s: {step}", flush=True)
+
+                async def drained(total: int = before + acked) -> bool:
+                    return await logs.count_documents({}) >= total
+
+                await eventually(drained, within=600, what="the paced backlog stored")
+                if not step["kept up"]:
+                    break
+    finally:
+        stop.set()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await mongo.close()
+    return steps
+
+
 async def start_profilers(pipe: Pipeline, args: argparse.Namespace) -> list[Any]:
     """py-spy on the gateway, writer, stream and alerter in the measured rounds (``--profile``).
 
@@ -752,12 +832,15 @@ def report(
     bulk: list[Round],
     single: list[Round],
     lat: dict[str, float],
+    paced: list[dict[str, Any]],
 ) -> dict[str, Figure]:
     rounds: list[Round] = load["rounds"]
     stored = median_rate(rounds)
+    kept = max((step["acked/s"] for step in paced if step["kept up"]), default=0.0)
     rates = {
         "gateway acked events/s (sustained, whole pipeline)": load["acked events/s"],
         "end-to-end stored events/s (sustained)": stored,
+        "end-to-end stored events/s, paced: highest rate kept up": kept,
         **{f"{_alone(w)} events/s (topic nobody reads)": median_rate(r) for w, r in sides.items()},
         "raw aiokafka send_batch() events/s": median_rate(raw_kafka),
         "raw insert_many events/s (writer's documents and indexes)": median_rate(raw_mongo),
@@ -766,6 +849,8 @@ def report(
     }
     ratios = {
         "end-to-end / original bulk": stored / max(1e-9, median_rate(bulk)),
+        "end-to-end paced, kept up / original bulk": kept / max(1e-9, median_rate(bulk)),
+        "end-to-end paced, kept up / raw insert_many": kept / max(1e-9, median_rate(raw_mongo)),
         "end-to-end / raw insert_many": stored / max(1e-9, median_rate(raw_mongo)),
         **{
             f"{_alone(w)} / raw send_batch()": median_rate(r) / max(1e-9, median_rate(raw_kafka))
@@ -806,6 +891,9 @@ def report(
     for key, value in ratios.items():
         figures[key] = f"{100 * value:.0f}%" if value < 2 else f"{value:.1f}x"
     figures["per-round end-to-end events/s"] = " / ".join(f"{r.rate():,.0f}" for r in rounds)
+    figures["paced steps: events/s sent, share stored within the grace"] = " / ".join(
+        f"{step['acked/s']:,.0f} {100 * step['stored share']:.0f}%" for step in paced
+    )
     for key, value in per_process.items():
         figures[f"CPU us/stored event: {key}"] = value
     for key, value in per_acked.items():
@@ -850,6 +938,7 @@ async def main(args: argparse.Namespace) -> None:
             print(f"  {_alone(workers)}: {rates}", flush=True)
         raw_kafka = await raw_send_batch(pipe, args)
         print(f"  raw send_batch: {[f'{r.rate():,.0f}/s' for r in raw_kafka]}", flush=True)
+        paced = await kept_up(pipe, args)
         lat: dict[str, float] = {}
         for rate in args.rates:
             at_rate = await latency(pipe, rate, args.latency_seconds)
@@ -861,7 +950,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"  original bulk: {[f'{r.rate():,.0f}/s' for r in bulk]}", flush=True)
     single = await baseline_single(args)
     print(f"  original single: {[f'{r.rate():,.0f}/s' for r in single]}", flush=True)
-    figures = report(args, load, sides, raw_kafka, raw_mongo, bulk, single, lat)
+    figures = report(args, load, sides, raw_kafka, raw_mongo, bulk, single, lat, paced)
     print_table(figures)
     print(f"\n  load average {os.getloadavg()[0]:.1f}")
     notes = (
@@ -904,6 +993,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", metavar="DIR", help="py-spy the gateway, writer, stream and alerter into DIR"
     )
+    parser.add_argument(
+        "--paced-rates",
+        type=lambda text: [int(rate) for rate in text.split(",")],
+        default=[3_000, 4_000, 5_000, 6_000, 8_000, 10_000, 13_000],
+        help="events/s of each step of the kept-up phase, ascending",
+    )
+    parser.add_argument("--paced-seconds", type=float, default=10.0)
+    parser.add_argument("--paced-grace", type=float, default=3.0)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--baseline-seconds", type=float, default=15.0)
     parser.add_argument("--baseline-clients", type=int, default=32)
@@ -917,6 +1014,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.warmup, args.rounds, args.round_seconds, args.side_seconds = 5.0, 3, 8.0, 4.0
         args.latency_seconds, args.baseline_seconds, args.rates = 8.0, 5.0, [2_000]
+        args.paced_rates, args.paced_seconds = [3_000, 6_000], 6.0
     return args
 
 
