@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import orjson
@@ -205,8 +205,11 @@ async def test_retention_policy_lets_the_ttl_monitor_delete_expired_events(
     policy = {"default": "P1D", "services": {"ephemeral": {"default": "PT2S"}}}
     env = writer_env(topics, mongo_database)
     env["LOGRIVER_RETENTION"] = orjson.dumps(policy).decode()
+    # Stamped a little ahead: they expire 2 s after their timestamp, and the writer's
+    # start-up alone can take that long; the first check below must find one stored.
+    ahead = datetime.now(UTC) + timedelta(seconds=8)
     ephemeral = [
-        event.model_copy(update={"service": "ephemeral"})
+        event.model_copy(update={"service": "ephemeral", "timestamp": ahead})
         for event in make_events(20, prefix="ephemeral")
     ]
     durable = make_events(20, prefix="durable")
