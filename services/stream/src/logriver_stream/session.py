@@ -100,6 +100,7 @@ class Session:
             return
         self._closed = True
         self._ctx.hub.unregister(self.subscriber)
+        self.subscriber.stop_timer()
         await self._release_replay()
         self._ctx.admission.release(self.subscriber)
 
@@ -175,7 +176,7 @@ class Session:
                         next_beat = time.monotonic() + heartbeat
             await self._release_replay()
         while True:
-            await sub.wait(max(0.0, next_beat - time.monotonic()))
+            await sub.wait(next_beat)
             if sub.closed is not None:
                 metrics.CLOSED.labels(sub.closed.code).inc()
                 await out.end(sub.closed)
