@@ -7,9 +7,14 @@ export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: bootstrap up down status test lint unit bench
 
+# --compile-bytecode: with PYTHONDONTWRITEBYTECODE set (as on the CI machines), Python
+# never caches the bytecode it compiles on import, so every service process compiled its
+# dependencies again: 3.9-4.7 s of CPU to import three services' apps, 1.6-1.8 s with the
+# bytecode written here once (11 s; under a second on the next sync). The writer's
+# integration tests, which start a writer process per test: 178 -> 152 s.
 bootstrap:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --compile-bytecode
 
 ## Install everything, start Kafka, MongoDB rs0, Redis, PostgreSQL, Jaeger and all five services.
 up: bootstrap
