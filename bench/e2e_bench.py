@@ -974,6 +974,14 @@ async def main(args: argparse.Namespace) -> None:
         print("  wrote the e2e section of docs/benchmarks.md")
 
 
+def rate_list(text: str) -> list[int]:
+    """``--rates 2000,5000``: events/s, comma-separated, each at least 1."""
+    rates = [int(rate) for rate in text.split(",")]
+    if not rates or min(rates) < 1:
+        raise argparse.ArgumentTypeError(f"rates must be positive integers: {text!r}")
+    return rates
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="a couple of minutes, for development")
@@ -992,7 +1000,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--query-clients", type=int, default=4)
     parser.add_argument(
         "--rates",
-        type=lambda text: [int(rate) for rate in text.split(",")],
+        type=rate_list,
         default=[2_000, 5_000],
         help="events/s of each latency phase, comma-separated",
     )
@@ -1001,7 +1009,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--paced-rates",
-        type=lambda text: [int(rate) for rate in text.split(",")],
+        type=rate_list,
         default=[2_000, 3_000, 4_000, 5_000, 6_000, 8_000, 10_000, 13_000],
         help="events/s of each step of the kept-up phase, ascending",
     )
