@@ -40,6 +40,31 @@ def test_sliding_sum_matches_brute_force(
         assert window.counts(length, end) == brute(seen, length, end)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    # Narrow ranges, so that events land on, just before and just after the sums' ends.
+    st.lists(st.tuples(st.integers(0, 20), st.integers(0, 4)), max_size=60),
+    st.lists(
+        st.tuples(st.sampled_from([1, 2, 5, 30]), st.integers(0, 22)), min_size=1, max_size=30
+    ),
+)
+def test_several_window_lengths_and_ends_in_any_order_match_brute_force(
+    events: list[tuple[int, int]], evaluations: list[tuple[int, int]]
+) -> None:
+    """Events after every sum's end skip the sums (``summed_to``); ends that move back
+    and lengths that are summed at different ends must not make one count go missing."""
+    window = ServiceWindow()
+    seen: list[tuple[int, int]] = []
+    rng = random.Random(len(events) + len(evaluations))
+    pending = list(events)
+    for length, end in evaluations:
+        for _ in range(rng.randint(0, len(pending))):
+            second, level = pending.pop()
+            window.add(second, level)
+            seen.append((second, level))
+        assert window.counts(length, end) == brute(seen, length, end)
+
+
 def test_prune_forgets_old_buckets_and_a_window_recomputes() -> None:
     window = ServiceWindow()
     for second in range(100):

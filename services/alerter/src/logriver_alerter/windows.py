@@ -45,12 +45,18 @@ class ServiceWindow:
         self.buckets: dict[int, list[int]] = {}
         self.sums: dict[int, SlidingSum] = {}
         self.samples: deque[Sample] = deque(maxlen=MAX_SAMPLES)
+        # No sliding sum ends after this second: an event after it is in none of them.
+        # Events arrive seconds ahead of the watermark the sums end at, so most skip the
+        # loop over every window length the rules use.
+        self.summed_to: int | None = None
 
     def add(self, second: int, level: int, n: int = 1) -> None:
         bucket = self.buckets.get(second)
         if bucket is None:
             bucket = self.buckets[second] = [0] * N_LEVELS
         bucket[level] += n
+        if self.summed_to is None or second > self.summed_to:
+            return
         for window in self.sums.values():
             if window.end is not None and window.end - window.length < second <= window.end:
                 window.counts[level] += n
@@ -81,6 +87,8 @@ class ServiceWindow:
                 self._add_bucket(window.counts, second, 1)
                 self._add_bucket(window.counts, second - length, -1)
         window.end = end
+        if self.summed_to is None or end > self.summed_to:
+            self.summed_to = end
         return window.counts
 
     def _add_bucket(self, counts: list[int], second: int, sign: int) -> None:
