@@ -42,6 +42,17 @@ async def test_a_record_wakes_the_wait_and_the_old_timer_follows_the_new_deadlin
     assert time.monotonic() - start >= 0.3
 
 
+async def test_an_earlier_deadline_than_the_armed_one_is_kept() -> None:
+    sub = subscriber()
+    start = time.monotonic()
+    waiting = asyncio.create_task(sub.wait(start + 60))
+    await asyncio.sleep(0.01)
+    sub.offer([record(0, 1)])
+    await asyncio.wait_for(waiting, timeout=0.5)
+    assert sub.take() is not None
+    await asyncio.wait_for(sub.wait(time.monotonic() + 0.05), timeout=2)
+
+
 async def test_a_close_wakes_the_wait_and_stop_timer_cancels_the_timer() -> None:
     sub = subscriber()
     waiting = asyncio.create_task(sub.wait(time.monotonic() + 60))

@@ -60,9 +60,11 @@ class Subscriber:
         self._queue: deque[StreamRecord] = deque()
         self._dropped = 0
         self._wakeup = asyncio.Event()
-        # The heartbeat deadline (time.monotonic()) and the one timer that watches it.
+        # The heartbeat deadline (time.monotonic()), the one timer that watches it, and
+        # the deadline that timer was armed for.
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._armed_for = 0.0
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -136,16 +138,22 @@ class Subscriber:
         if delay <= 0:
             return
         self._deadline = deadline
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(delay, self._on_deadline)
+        if self._timer is None or deadline < self._armed_for:  # none yet, or too late
+            self._arm(delay)
         await self._wakeup.wait()
 
+    def _arm(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed_for = self._deadline
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_deadline)
+
     def _on_deadline(self) -> None:
+        self._timer = None
         delay = self._deadline - time.monotonic()
         if delay > 0:
-            self._timer = asyncio.get_running_loop().call_later(delay, self._on_deadline)
+            self._arm(delay)  # the deadline moved on since this timer was armed
         else:
-            self._timer = None
             self._wakeup.set()
 
     def stop_timer(self) -> None:
