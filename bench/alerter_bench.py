@@ -34,6 +34,7 @@ from pymongo import AsyncMongoClient
 
 from bench.proc import cpu_seconds
 from bench.results import publish_figures
+from bench.service_metrics import metric
 from logriver_alerter.rules import ChannelSpec, RuleSpec
 from logriver_alerter.store import migrate, postgres_repositories
 from logriver_common.auth import DEV_KEY
@@ -121,13 +122,6 @@ async def prefill(topic: str, tag: str, count: int) -> float:
     finally:
         await producer.stop()
     return time.perf_counter() - started
-
-
-async def metric(client: httpx.AsyncClient, prefix: str) -> float:
-    text = (await client.get("/metrics")).text
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
-    )
 
 
 async def sample_until(

@@ -60,6 +60,7 @@ from pymongo import AsyncMongoClient, IndexModel
 
 from bench.proc import py_spy_record, tree_cpu_seconds
 from bench.results import Figure, publish_figures
+from bench.service_metrics import metric
 from logriver_common.auth import DEV_KEY
 from logriver_common.event import utcnow
 from logriver_common.event_rule import admit_object, encode
@@ -246,11 +247,7 @@ async def stored_so_far(pipe: Pipeline) -> int:
     12 s round at 2,000 events/s that is up to ±400 events/s. One scrape per sample costs
     the writer about 3 ms of CPU."""
     async with httpx.AsyncClient(base_url=pipe.url("writer"), timeout=10) as http:
-        text = (await http.get("/metrics")).text
-    for line in text.splitlines():
-        if line.startswith("logriver_writer_events_written_total "):
-            return int(float(line.split()[1]))
-    raise RuntimeError("the writer's /metrics has no logriver_writer_events_written_total")
+        return int(await metric(http, "logriver_writer_events_written_total "))
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from logriver_stream.subscriber import CloseReason
+from logriver_stream.subscriber import Batch, CloseReason, Subscriber
 from tests.unit.stream.helpers import record, subscriber
 
 CLOSED_BY_TEST = CloseReason("test", "closed by the test")
@@ -26,14 +26,19 @@ async def test_wait_returns_at_once_for_queued_records_or_a_passed_deadline() ->
     await asyncio.wait_for(sub.wait(time.monotonic() + 60), timeout=0.5)
 
 
-async def test_a_record_wakes_the_wait_and_the_old_timer_follows_the_new_deadline() -> None:
-    sub = subscriber()
-    start = time.monotonic()
-    waiting = asyncio.create_task(sub.wait(start + 0.1))
+async def woken_by_a_record(sub: Subscriber, deadline: float) -> Batch | None:
+    """Wait until ``deadline``, offer a record meanwhile; the batch the wait woke for."""
+    waiting = asyncio.create_task(sub.wait(deadline))
     await asyncio.sleep(0.01)
     sub.offer([record(0, 1)])
     await asyncio.wait_for(waiting, timeout=0.5)
-    batch = sub.take()
+    return sub.take()
+
+
+async def test_a_record_wakes_the_wait_and_the_old_timer_follows_the_new_deadline() -> None:
+    sub = subscriber()
+    start = time.monotonic()
+    batch = await woken_by_a_record(sub, start + 0.1)
     assert batch is not None
     assert len(batch.records) == 1
     # The deadline moves on after a write: the timer armed for the first one must not
@@ -44,12 +49,7 @@ async def test_a_record_wakes_the_wait_and_the_old_timer_follows_the_new_deadlin
 
 async def test_an_earlier_deadline_than_the_armed_one_is_kept() -> None:
     sub = subscriber()
-    start = time.monotonic()
-    waiting = asyncio.create_task(sub.wait(start + 60))
-    await asyncio.sleep(0.01)
-    sub.offer([record(0, 1)])
-    await asyncio.wait_for(waiting, timeout=0.5)
-    assert sub.take() is not None
+    assert await woken_by_a_record(sub, time.monotonic() + 60) is not None
     await asyncio.wait_for(sub.wait(time.monotonic() + 0.05), timeout=2)
 
 
